@@ -1,0 +1,445 @@
+"""WeChat official account: a Rasa input channel on wechatpy.
+
+credentials.yml:
+
+    channels.wechat.WeChatInput:
+      token: ...             # 3-32 letters/digits, as set in the WeChat admin console
+      app_id: ...
+      app_secret: ...
+      encoding_aes_key: ...  # 43 characters; required unless mode is plain
+      mode: safe             # plain | compatible | safe
+      api_base_url: https://api.weixin.qq.com
+      reply_budget: 4.0      # seconds to answer passively before falling back to customer service
+      max_body_bytes: 65536
+      max_clock_skew: 300    # seconds a signed timestamp may be off
+      dedup: memory          # or redis://... to share retries across processes
+      token_store: memory    # or redis://... to share one access token across processes
+
+WeChat waits 5 s for an answer, then retries (three times in all). Within the budget the answer
+goes back passively in the HTTP response; later than that the response is `success` and the answer
+follows through the customer-service message API.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+
+import requests
+from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, OutputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+from wechatpy import parse_message
+from wechatpy.client import WeChatClient
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidSignatureException, WeChatClientException
+from wechatpy.replies import TextReply
+from wechatpy.utils import check_signature
+
+from channels.dedup import DedupStore, dedup_store
+
+logger = logging.getLogger(__name__)
+
+MODES = ("plain", "compatible", "safe")
+TOKEN_ERRORS = (40001, 40014, 42001)
+# A passive reply or a customer-service text may carry at most 2048 bytes.
+MAX_TEXT_BYTES = 2000
+UNSUPPORTED = "目前只能处理文字和语音消息，请用文字描述您的问题。"
+BUSY = "系统繁忙，请稍后再试。"
+
+
+class WeChatConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class WeChatConfig:
+    token: str
+    app_id: str
+    app_secret: str
+    encoding_aes_key: Optional[str]
+    mode: str = "safe"
+    api_base_url: str = "https://api.weixin.qq.com"
+    reply_budget: float = 4.0
+    max_body_bytes: int = 65536
+    max_clock_skew: int = 300
+    dedup: str = "memory"
+    token_store: str = "memory"
+
+    @classmethod
+    def from_credentials(cls, creds: Optional[Dict[Text, Any]]) -> "WeChatConfig":
+        creds = dict(creds or {})
+        where = "credentials.yml channels.wechat.WeChatInput"
+
+        def need(key: str) -> str:
+            value = creds.get(key)
+            if value is None or str(value).strip() == "":
+                raise WeChatConfigError(f"{where}: '{key}' is required")
+            return str(value).strip()
+
+        def number(key: str, default: float, low: float, high: float) -> float:
+            raw = creds.get(key, default)
+            try:
+                value = float(raw if raw not in (None, "") else default)
+            except (TypeError, ValueError):
+                raise WeChatConfigError(f"{where}: '{key}' must be a number, got {raw!r}") from None
+            if not low <= value <= high:
+                raise WeChatConfigError(f"{where}: '{key}' must be between {low} and {high}, got {value}")
+            return value
+
+        token = need("token")
+        if not re.fullmatch(r"[A-Za-z0-9]{3,32}", token):
+            raise WeChatConfigError(f"{where}: 'token' must be 3-32 letters or digits")
+        mode = str(creds.get("mode") or "safe").strip()
+        if mode not in MODES:
+            raise WeChatConfigError(f"{where}: 'mode' must be one of {', '.join(MODES)}, got {mode!r}")
+        aes_key = str(creds.get("encoding_aes_key") or "").strip() or None
+        if mode != "plain" and (aes_key is None or not re.fullmatch(r"[A-Za-z0-9]{43}", aes_key)):
+            raise WeChatConfigError(f"{where}: 'encoding_aes_key' must be 43 letters or digits in {mode} mode")
+        base = str(creds.get("api_base_url") or "https://api.weixin.qq.com").strip().rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            raise WeChatConfigError(f"{where}: 'api_base_url' must be an http(s) URL, got {base!r}")
+        for key in ("dedup", "token_store"):
+            spec = str(creds.get(key) or "memory")
+            if spec != "memory" and not spec.startswith(("redis://", "rediss://", "unix://")):
+                raise WeChatConfigError(f"{where}: '{key}' must be 'memory' or a redis:// URL")
+        return cls(
+            token=token, app_id=need("app_id"), app_secret=need("app_secret"),
+            encoding_aes_key=aes_key, mode=mode, api_base_url=base,
+            reply_budget=number("reply_budget", 4.0, 0.0, 4.8),
+            max_body_bytes=int(number("max_body_bytes", 65536, 1024, 10 * 1024 * 1024)),
+            max_clock_skew=int(number("max_clock_skew", 300, 1, 86400)),
+            dedup=str(creds.get("dedup") or "memory"),
+            token_store=str(creds.get("token_store") or "memory"),
+        )
+
+
+class GuardedWeChatClient(WeChatClient):
+    """wechatpy's client against a configurable API base, retrying a stale token once only.
+
+    wechatpy refetches the token and retries on 40001/40014/42001 without a bound; a server that
+    keeps answering 40001 would loop forever. The token lives in a storage shared by every
+    process (redis) or by this process (memory), never in a per-client cache.
+    """
+
+    def __init__(self, config: WeChatConfig, session: Any = None) -> None:
+        super().__init__(config.app_id, config.app_secret, session=session, timeout=5)
+        self.API_BASE_URL = f"{config.api_base_url}/cgi-bin/"
+        self._token_url = f"{config.api_base_url}/cgi-bin/token"
+        self._depth = threading.local()
+
+    def fetch_access_token(self) -> dict:
+        res = self._http.get(self._token_url, timeout=self.timeout, params={
+            "grant_type": "client_credential", "appid": self.appid, "secret": self.secret})
+        try:
+            res.raise_for_status()
+            result = res.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise WeChatClientException(None, f"token endpoint: {exc}", client=self) from None
+        if result.get("errcode"):
+            raise WeChatClientException(result["errcode"], result.get("errmsg"), client=self)
+        expires_in = int(result.get("expires_in", 7200))
+        self.session.set(self.access_token_key, result["access_token"], expires_in)
+        self.expires_at = int(time.time()) + expires_in
+        return result
+
+    def _handle_result(self, res, method=None, url=None, result_processor=None, **kwargs):
+        depth = getattr(self._depth, "value", 0)
+        if depth >= 1:
+            result = self._decode_result(res) if not isinstance(res, dict) else res
+            if isinstance(result, dict) and int(result.get("errcode", 0) or 0) in TOKEN_ERRORS:
+                raise WeChatClientException(result["errcode"], result.get("errmsg"), client=self)
+        self._depth.value = depth + 1
+        try:
+            return super()._handle_result(res, method, url, result_processor, **kwargs)
+        finally:
+            self._depth.value = depth
+
+
+def make_client(config: WeChatConfig) -> GuardedWeChatClient:
+    session = None
+    if config.token_store != "memory":
+        import redis
+        from wechatpy.session.redisstorage import RedisStorage
+
+        session = RedisStorage(redis.Redis.from_url(config.token_store), prefix="jj:wechat")
+    return GuardedWeChatClient(config, session=session)
+
+
+def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> List[str]:
+    """Cut a text into pieces of at most `limit` UTF-8 bytes, at line breaks where possible."""
+    pieces, current = [], ""
+    for line in text.split("\n"):
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate.encode()) <= limit:
+            current = candidate
+            continue
+        if current:
+            pieces.append(current)
+        while len(line.encode()) > limit:
+            cut = limit // 3
+            pieces.append(line[:cut])
+            line = line[cut:]
+        current = line
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def render_messages(messages: List[Dict[str, Any]]) -> str:
+    """Rasa's bot messages as one WeChat text: buttons become numbered choices."""
+    parts = []
+    for msg in messages:
+        lines = [msg["text"]] if msg.get("text") else []
+        for i, button in enumerate(msg.get("buttons") or [], start=1):
+            lines.append(f"回复 {i}：{button.get('title', '')}")
+        if msg.get("image"):
+            lines.append(msg["image"])
+        if lines:
+            parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+class ChoiceMemory:
+    """The numbered choices last offered to each user, so that "1" maps back to a payload."""
+
+    def __init__(self, max_users: int = 50_000) -> None:
+        self._choices: Dict[str, List[str]] = {}
+        self.max_users = max_users
+
+    def remember(self, user: str, messages: List[Dict[str, Any]]) -> None:
+        payloads = [b.get("payload") or b.get("title", "") for m in messages for b in m.get("buttons") or []]
+        if payloads:
+            if len(self._choices) >= self.max_users:
+                self._choices.clear()
+            self._choices[user] = payloads
+        else:
+            self._choices.pop(user, None)
+
+    def resolve(self, user: str, text: str) -> str:
+        choices = self._choices.get(user)
+        if choices and text.strip().isdigit() and 1 <= int(text.strip()) <= len(choices):
+            return choices[int(text.strip()) - 1]
+        return text
+
+
+class WeChatOutput(OutputChannel):
+    """Sends through the customer-service message API (allowed 48 h after the user's last action)."""
+
+    def __init__(self, client: GuardedWeChatClient) -> None:
+        self.client = client
+
+    @classmethod
+    def name(cls) -> Text:
+        return "wechat"
+
+    async def send_text(self, openid: str, text: str) -> None:
+        loop = asyncio.get_running_loop()
+        for piece in split_text(text):
+            # wechatpy is synchronous (requests): keep it off the event loop.
+            await loop.run_in_executor(None, self.client.message.send_text, openid, piece)
+
+    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
+        await self.send_text(recipient_id, text)
+
+    async def send_text_with_buttons(self, recipient_id: Text, text: Text,
+                                     buttons: List[Dict[Text, Any]], **kwargs: Any) -> None:
+        await self.send_text(recipient_id, render_messages([{"text": text, "buttons": buttons}]))
+
+    async def send_image_url(self, recipient_id: Text, image: Text, **kwargs: Any) -> None:
+        await self.send_text(recipient_id, image)
+
+
+def dedup_key(msg: Any) -> str:
+    if getattr(msg, "id", None):
+        return f"wechat:msg:{msg.id}"
+    created = int(msg.create_time.timestamp()) if hasattr(msg.create_time, "timestamp") else msg.create_time
+    return f"wechat:event:{msg.source}:{created}"
+
+
+class WeChatInput(InputChannel):
+    @classmethod
+    def name(cls) -> Text:
+        return "wechat"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        return cls(WeChatConfig.from_credentials(credentials))
+
+    def __init__(self, config: WeChatConfig) -> None:
+        self.config = config
+        self.crypto = WeChatCrypto(config.token, config.encoding_aes_key, config.app_id) \
+            if config.encoding_aes_key else None
+        self._client: Optional[GuardedWeChatClient] = None
+        self._dedup: Optional[DedupStore] = None
+        self.choices = ChoiceMemory()
+        self._background: set[asyncio.Task] = set()
+
+    @property
+    def client(self) -> GuardedWeChatClient:
+        if self._client is None:
+            self._client = make_client(self.config)
+        return self._client
+
+    @property
+    def dedup(self) -> DedupStore:
+        if self._dedup is None:
+            self._dedup = dedup_store(self.config.dedup, ttl=60)
+        return self._dedup
+
+    def get_output_channel(self) -> Optional[OutputChannel]:
+        return WeChatOutput(self.client)
+
+    # -- request checks --------------------------------------------------------------------
+
+    def _signed(self, args: Dict[str, str]) -> bool:
+        try:
+            check_signature(self.config.token, args.get("signature", ""), args.get("timestamp", ""),
+                            args.get("nonce", ""))
+        except InvalidSignatureException:
+            return False
+        try:
+            skew = abs(time.time() - int(args.get("timestamp", "0")))
+        except ValueError:
+            return False
+        return skew <= self.config.max_clock_skew
+
+    def _decode_body(self, request: Request, args: Dict[str, str]) -> Optional[str]:
+        """The plaintext XML, or None if an encrypted body fails its check (raises on bad XML)."""
+        body = request.body.decode("utf-8")
+        if "<!DOCTYPE" in body or "<!ENTITY" in body:
+            raise ValueError("DTDs are not accepted")
+        encrypted = args.get("encrypt_type") == "aes"
+        if self.config.mode == "safe" and not encrypted:
+            return None
+        if encrypted:
+            if self.crypto is None:
+                return None
+            try:
+                return self.crypto.decrypt_message(body, args.get("msg_signature", ""),
+                                                   args.get("timestamp", ""), args.get("nonce", ""))
+            except InvalidSignatureException:
+                return None
+        return body
+
+    def _reply(self, msg: Any, text: str, args: Dict[str, str]) -> HTTPResponse:
+        xml = TextReply(content=text, message=msg).render()
+        if args.get("encrypt_type") == "aes" and self.crypto is not None:
+            xml = self.crypto.encrypt_message(xml, args.get("nonce", ""), args.get("timestamp"))
+        return response.text(xml, content_type="application/xml")
+
+    # -- turning WeChat messages into user messages -----------------------------------------
+
+    def _user_text(self, msg: Any) -> Optional[str]:
+        kind = msg.type
+        if kind == "text":
+            return self.choices.resolve(msg.source, msg.content or "")
+        if kind == "voice":
+            return getattr(msg, "recognition", None) or None
+        if kind == "event" and msg.event in ("subscribe", "subscribe_scan"):
+            return "/greet"
+        return None
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _deliver_later(self, task: asyncio.Task, openid: str, collector: CollectingOutputChannel) -> None:
+        try:
+            await task
+            text = render_messages(collector.messages)
+        except Exception:
+            logger.exception("wechat: handling a message from %s failed", openid)
+            text = BUSY
+        if not text:
+            return
+        try:
+            await WeChatOutput(self.client).send_text(openid, text)
+            logger.info("wechat: slow answer to %s sent through customer service", openid)
+        except WeChatClientException as exc:
+            logger.error("wechat: customer-service send to %s failed: %s %s", openid, exc.errcode, exc.errmsg)
+        except requests.RequestException as exc:
+            logger.error("wechat: customer-service send to %s failed: %s", openid, exc)
+
+    async def _handle(self, request: Request, on_new_message: Callable[[UserMessage], Awaitable[Any]]
+                      ) -> HTTPResponse:
+        started = time.monotonic()
+        args = {k: request.args.get(k) for k in request.args}
+        if len(request.body or b"") > self.config.max_body_bytes:
+            logger.warning("wechat: body of %d bytes refused", len(request.body))
+            return response.text("payload too large", status=413)
+        if not self._signed(args):
+            logger.warning("wechat: bad signature or stale timestamp from %s", request.ip)
+            return response.text("forbidden", status=403)
+        try:
+            xml = self._decode_body(request, args)
+            if xml is None:
+                logger.warning("wechat: encrypted body failed its check from %s", request.ip)
+                return response.text("forbidden", status=403)
+            msg = parse_message(xml)
+            if msg is None or not getattr(msg, "source", None):
+                raise ValueError("no message")
+        except Exception as exc:  # malformed XML, bad base64, wrong padding, missing fields
+            logger.warning("wechat: malformed body refused: %s", exc.__class__.__name__)
+            return response.text("bad request", status=400)
+
+        if not await self.dedup.claim(dedup_key(msg)):
+            logger.info("wechat: retry of %s ignored", dedup_key(msg))
+            return response.text("success")
+        text = self._user_text(msg)
+        if text is None:
+            if msg.type in ("image", "location", "video", "shortvideo", "link"):
+                return self._reply(msg, UNSUPPORTED, args)
+            return response.text("success")
+
+        collector = CollectingOutputChannel()
+        user_message = UserMessage(text, collector, msg.source, input_channel=self.name(),
+                                   metadata={"wechat_msg_type": msg.type})
+        task = asyncio.ensure_future(on_new_message(user_message))
+        remaining = self.config.reply_budget - (time.monotonic() - started)
+        done, _ = await asyncio.wait({task}, timeout=max(remaining, 0))
+        if not done:
+            self._spawn(self._deliver_later(task, msg.source, collector))
+            return response.text("success")
+        if task.exception() is not None:
+            logger.error("wechat: handling a message from %s failed", msg.source, exc_info=task.exception())
+            return self._reply(msg, BUSY, args)
+        self.choices.remember(msg.source, collector.messages)
+        pieces = split_text(render_messages(collector.messages))
+        if not pieces:
+            return response.text("success")
+        if len(pieces) > 1:
+            self._spawn(WeChatOutput(self.client).send_text(msg.source, "\n".join(pieces[1:])))
+        return self._reply(msg, pieces[0], args)
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        bp = Blueprint("wechat_webhook", __name__)
+
+        @bp.route("/", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @bp.route("/webhook", methods=["GET"])
+        async def verify(request: Request) -> HTTPResponse:
+            args = {k: request.args.get(k) for k in request.args}
+            if not self._signed(args):
+                return response.text("forbidden", status=403)
+            return response.text(args.get("echostr", ""))
+
+        @bp.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            return await self._handle(request, on_new_message)
+
+        return bp
+
+
+def sha1_signature(*parts: str) -> str:
+    """WeChat's signature: SHA-1 of the sorted parts, concatenated."""
+    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()

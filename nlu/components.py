@@ -1,0 +1,71 @@
+"""Custom Rasa pipeline components."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.nlu.constants import ENTITIES, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from nlu.normalise import is_traditional, move_span, normalise_with_offsets
+
+ORIGINAL_TEXT = "original_text"
+SCRIPT = "script"
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=False)
+class ChineseNormaliser(GraphComponent):
+    """Rewrites each message's text into normalised simplified Chinese before tokenising.
+
+    Put it first in the pipeline. Entity spans of training examples move with the text; the
+    original text and its script (simplified or traditional) stay on the message.
+    """
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {}
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+               execution_context: ExecutionContext) -> "ChineseNormaliser":
+        return cls()
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        for message in training_data.training_examples:
+            self._normalise(message)
+        return training_data
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            self._normalise(message)
+        return messages
+
+    @staticmethod
+    def _normalise(message: Message) -> None:
+        text: Optional[str] = message.get(TEXT)
+        if not text:
+            return
+        normalised, sources = normalise_with_offsets(text)
+        message.set(SCRIPT, "traditional" if is_traditional(text) else "simplified",
+                    add_to_output=True)
+        if normalised == text:
+            return
+        message.set(ORIGINAL_TEXT, text, add_to_output=True)
+        message.set(TEXT, normalised)
+        entities = message.get(ENTITIES) or []
+        moved = []
+        for entity in entities:
+            span = move_span(sources, entity["start"], entity["end"])
+            if span is None:
+                continue
+            start, end = span
+            value = entity.get("value")
+            if value == text[entity["start"]:entity["end"]]:
+                value = normalised[start:end]  # an unmapped value follows the text
+            moved.append({**entity, "start": start, "end": end, "value": value})
+        if entities:
+            message.set(ENTITIES, moved)
