@@ -1,0 +1,15 @@
+run:
+	bash scripts/bootstrap.sh
+	.venv/bin/python scripts/stack.py run
+
+test:
+	bash scripts/test.sh $(ARGS)
+
+chat:
+	.venv/bin/python scripts/chat.py
+
+bench:
+	bash scripts/bootstrap.sh
+	.venv/bin/python bench/wechat_latency.py $(ARGS)
+
+.PHONY: run test chat bench

@@ -1,0 +1,310 @@
+"""Start, watch and stop the assistant's processes: the action server and the Rasa server.
+
+    python scripts/stack.py run     # what `make run` does after set-up
+
+Also the library the tests and benchmarks use to start the same processes on their own ports.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+DEV_ENV = ROOT / "var" / "dev.env"
+
+
+@dataclass
+class WeChatSettings:
+    token: str
+    app_id: str
+    app_secret: str
+    aes_key: str
+    mode: str = "safe"
+    api_base: str = "https://api.weixin.qq.com"
+    reply_budget: float = 4.0
+    dedup: str = "memory"
+    token_store: str = "memory"
+    rasa_api_token: str = ""  # guards Rasa's HTTP API (status, trackers); made fresh if empty
+
+    def __post_init__(self) -> None:
+        self.rasa_api_token = self.rasa_api_token or secrets.token_hex(16)
+
+    def env(self) -> dict:
+        return {"RASA_API_TOKEN": self.rasa_api_token, "WECHAT_TOKEN": self.token, "WECHAT_APP_ID": self.app_id,
+                "WECHAT_APP_SECRET": self.app_secret, "WECHAT_AES_KEY": self.aes_key,
+                "WECHAT_MODE": self.mode, "WECHAT_API_BASE": self.api_base,
+                "WECHAT_REPLY_BUDGET": str(self.reply_budget), "WECHAT_DEDUP": self.dedup,
+                "WECHAT_TOKEN_STORE": self.token_store}
+
+    def credentials(self) -> dict:
+        return {"token": self.token, "app_id": self.app_id, "app_secret": self.app_secret,
+                "encoding_aes_key": self.aes_key, "mode": self.mode, "api_base_url": self.api_base,
+                "reply_budget": self.reply_budget, "dedup": self.dedup, "token_store": self.token_store}
+
+    @classmethod
+    def generate(cls, **overrides) -> "WeChatSettings":
+        """Fresh secrets for a machine that talks to a stand-in WeChat, never the real one."""
+        aes = base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        aes = "".join(c if c.isalnum() else "A" for c in aes)
+        values = dict(token=secrets.token_hex(8), app_id="wx" + secrets.token_hex(8),
+                      app_secret=secrets.token_hex(16), aes_key=aes)
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass
+class StackConfig:
+    database_url: str
+    tracker_db: Path
+    wechat: WeChatSettings
+    model: Path
+    rasa_port: int = 5005
+    actions_port: int = 5055
+    action_endpoint: Optional[str] = None  # defaults to the action server; tests put a proxy between
+    log_dir: Path = ROOT / "var" / "log"
+    extra_env: dict = field(default_factory=dict)
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://127.0.0.1:{self.rasa_port}"
+
+    @property
+    def actions_url(self) -> str:
+        return f"http://127.0.0.1:{self.actions_port}"
+
+    @property
+    def webhook(self) -> str:
+        return f"{self.rasa_url}/webhooks/wechat/webhook"
+
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items()}
+        env.update({
+            "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
+            "JJ_DATABASE_URL": self.database_url, "JJ_TRACKER_DB": str(self.tracker_db),
+            "JJ_ACTION_ENDPOINT": self.action_endpoint or f"{self.actions_url}/webhook",
+            "PYTHONWARNINGS": "ignore::DeprecationWarning",
+        })
+        env.update(self.wechat.env())
+        env.update(self.extra_env)
+        return env
+
+
+class Process:
+    def __init__(self, name: str, cmd: list[str], env: dict, log: Path, ready_url: str,
+                 ready: Callable[[requests.Response], bool] = lambda r: r.status_code == 200) -> None:
+        self.name, self.cmd, self.env, self.log, self.ready_url = name, cmd, env, log, ready_url
+        self.ready = ready
+        self.popen: Optional[subprocess.Popen] = None
+
+    def start(self) -> "Process":
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.log, "ab")
+        # A session of its own: Ctrl-C reaches the supervisor, which stops children in order.
+        self.popen = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        fh.close()
+        return self
+
+    def wait_ready(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
+            try:
+                if self.ready(requests.get(self.ready_url, timeout=2)):
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.tail()}")
+
+    def tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+
+def _model_loaded(res: requests.Response) -> bool:
+    # The server answers before its model is loaded; ready means a model is in place.
+    return res.status_code == 200 and bool(res.json().get("model_file"))
+
+
+class Stack:
+    """The action server and the Rasa server, started in that order and stopped in reverse."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.processes: list[Process] = []
+
+    def start(self) -> "Stack":
+        cfg = self.config
+        env = cfg.env()
+        actions = Process("action server", [str(BIN / "rasa"), "run", "actions", "--actions", "actions",
+                                            "--port", str(cfg.actions_port)],
+                          env, cfg.log_dir / "actions.log", f"{cfg.actions_url}/health")
+        rasa = Process("Rasa server", [str(BIN / "rasa"), "run", "--model", str(cfg.model),
+                                       "--interface", "127.0.0.1", "--port", str(cfg.rasa_port),
+                                       "--credentials", "credentials.yml", "--endpoints", "endpoints.yml",
+                                       "--enable-api", "--auth-token", cfg.wechat.rasa_api_token],
+                       env, cfg.log_dir / "rasa.log",
+                       f"{cfg.rasa_url}/status?token={cfg.wechat.rasa_api_token}", _model_loaded)
+        try:
+            for proc in (actions, rasa):
+                proc.start()
+                self.processes.append(proc)
+            for proc in (actions, rasa):
+                proc.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+
+    def __enter__(self) -> "Stack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def prepare_database(url: str, vehicles: int = 3000) -> dict:
+    """Migrate to the newest schema, then add the demo records if there are none."""
+    from alembic import command
+    from alembic.config import Config
+
+    from actions.records import demo
+
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "actions" / "records" / "migrations"))
+    cfg.attributes["database_url"] = url
+    command.upgrade(cfg, "head")
+    return demo.seed(url, vehicles=vehicles, if_empty=True)
+
+
+def _dev_settings() -> WeChatSettings:
+    """This machine's WeChat secrets: from the environment, else from var/dev.env (made once)."""
+    if os.environ.get("WECHAT_TOKEN"):
+        return WeChatSettings(
+            token=os.environ["WECHAT_TOKEN"], app_id=os.environ.get("WECHAT_APP_ID", ""),
+            app_secret=os.environ.get("WECHAT_APP_SECRET", ""), aes_key=os.environ.get("WECHAT_AES_KEY", ""),
+            mode=os.environ.get("WECHAT_MODE", "safe"),
+            api_base=os.environ.get("WECHAT_API_BASE", "https://api.weixin.qq.com"),
+            reply_budget=float(os.environ.get("WECHAT_REPLY_BUDGET", "4.0")),
+            dedup=os.environ.get("WECHAT_DEDUP", "memory"),
+            token_store=os.environ.get("WECHAT_TOKEN_STORE", "memory"),
+            rasa_api_token=os.environ.get("RASA_API_TOKEN", ""))
+    if DEV_ENV.exists():
+        values = dict(line.split("=", 1) for line in DEV_ENV.read_text().splitlines() if "=" in line)
+        return WeChatSettings(**values)
+    settings = WeChatSettings.generate(api_base="http://127.0.0.1:8081")
+    DEV_ENV.parent.mkdir(parents=True, exist_ok=True)
+    DEV_ENV.write_text("".join(f"{k}={v}\n" for k, v in vars(settings).items()))
+    DEV_ENV.chmod(0o600)
+    return settings
+
+
+def _check_config(wechat: WeChatSettings) -> None:
+    from actions.config import ActionSettings, ConfigError
+    from channels.wechat import WeChatConfig, WeChatConfigError
+
+    try:
+        ActionSettings.from_env()
+        WeChatConfig.from_credentials(wechat.credentials())
+    except (ConfigError, WeChatConfigError) as exc:
+        raise SystemExit(f"configuration error: {exc}")
+
+
+def run() -> int:
+    from scripts.train import train
+
+    wechat = _dev_settings()
+    _check_config(wechat)
+    from actions.records.db import database_url
+    url = database_url()
+    counts = prepare_database(url)
+    print("records: " + (", ".join(f"{n} {k}" for k, n in counts.items()) if counts
+                         else "migrated; demo records already present"), flush=True)
+    model = train()
+    config = StackConfig(database_url=url, tracker_db=ROOT / "var" / "tracker.db", wechat=wechat,
+                         model=model, rasa_port=int(os.environ.get("JJ_RASA_PORT", "5005")),
+                         actions_port=int(os.environ.get("JJ_ACTIONS_PORT", "5055")))
+    standin = None
+    if wechat.api_base.startswith("http://127.0.0.1:"):
+        port = wechat.api_base.rsplit(":", 1)[1]
+        standin = Process("WeChat API stand-in",
+                          [sys.executable, "-m", "tests.support.wechat_api", "--port", port,
+                           "--app-id", wechat.app_id, "--app-secret", wechat.app_secret],
+                          config.env(), config.log_dir / "wechat_api.log", f"{wechat.api_base}/_standin/inbox")
+    stack = Stack(config)
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if standin:
+            standin.start().wait_ready(30)
+        print("starting the action server and the Rasa server (about a minute)...", flush=True)
+        stack.start()
+        print(f"\naction server   {config.actions_url}  (log: var/log/actions.log)")
+        print(f"Rasa server     {config.rasa_url}  (log: var/log/rasa.log)")
+        print(f"WeChat webhook  {config.webhook}  (mode {wechat.mode}, secrets in var/dev.env)")
+        if standin:
+            print(f"WeChat API      {wechat.api_base}  (local stand-in: slow answers arrive here)")
+        print(f"records         {url}")
+        print("\nTalk to it:     make chat        (a WeChat user on this terminal)")
+        print("Stop:           Ctrl-C\n", flush=True)
+        while not stopping:
+            for proc in stack.processes + ([standin] if standin else []):
+                if proc.popen.poll() is not None:
+                    print(f"{proc.name} stopped unexpectedly:\n{proc.tail()}", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+        print("\nstopping...", flush=True)
+        return 0
+    finally:
+        stack.stop()
+        if standin:
+            standin.stop()
+        print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "run":
+        sys.exit(run())
+    print(__doc__)
