@@ -95,6 +95,7 @@ class Generator:
         self.issuer = issuer
         self.used_plates: set[str] = set()
         self.used_vins: set[str] = set()
+        self.used_licences: set[str] = set()
         self.serial = 0
 
     def name(self) -> str:
@@ -158,9 +159,13 @@ class Generator:
     def licence(self) -> dict:
         r = self.rng
         self.serial += 1
-        born = date(1960, 1, 1) + timedelta(days=r.randint(0, 40 * 365))
-        body = f"370202{born:%Y%m%d}{self.serial % 1000:03d}"
-        licence_no = body + _id_check(body)
+        while True:
+            born = date(1960, 1, 1) + timedelta(days=r.randint(0, 40 * 365))
+            body = f"370202{born:%Y%m%d}{r.randint(0, 999):03d}"
+            licence_no = body + _id_check(body)
+            if licence_no not in self.used_licences:
+                self.used_licences.add(licence_no)
+                break
         first = max(_add_years(born, 18) + timedelta(days=r.randint(0, 3000)),
                     self.today - timedelta(days=r.randint(60, 25 * 365)))
         years = (self.today - first).days // 365
