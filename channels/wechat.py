@@ -38,7 +38,7 @@ from sanic.response import HTTPResponse
 from wechatpy import parse_message
 from wechatpy.client import WeChatClient
 from wechatpy.crypto import WeChatCrypto
-from wechatpy.exceptions import InvalidSignatureException, WeChatClientException
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException, WeChatClientException
 from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
@@ -324,7 +324,8 @@ class WeChatInput(InputChannel):
             try:
                 return self.crypto.decrypt_message(body, args.get("msg_signature", ""),
                                                    args.get("timestamp", ""), args.get("nonce", ""))
-            except InvalidSignatureException:
+            except (InvalidSignatureException, InvalidAppIdException, UnicodeDecodeError, ValueError):
+                # Signed but not sealed with our key and app id: not from WeChat.
                 return None
         return body
 
@@ -420,7 +421,7 @@ class WeChatInput(InputChannel):
         return self._reply(msg, pieces[0], args)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        bp = Blueprint("wechat_webhook", __name__)
+        bp = Blueprint(f"wechat_webhook_{id(self):x}", __name__)
 
         @bp.route("/", methods=["GET"])
         async def health(_: Request) -> HTTPResponse:

@@ -1,0 +1,242 @@
+"""The WeChat channel's protocol, over real HTTP: signatures, modes, retries, the reply budget,
+customer-service fallback through wechatpy to the stand-in WeChat API, and bad input."""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import pytest
+import requests
+from wechatpy.exceptions import WeChatClientException
+
+from channels.dedup import MemoryDedup, RedisDedup
+from channels.wechat import BUSY, UNSUPPORTED, WeChatConfig, WeChatInput, make_client, split_text
+from scripts.stack import WeChatSettings
+from tests.conftest import REDIS_URL, need_service
+from tests.support.channel_host import ChannelHost
+from tests.support.wechat_user import WeChatPlatform, WeChatUser, next_msg_id, signature
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.05)
+    return predicate()
+
+
+VARIANTS = [("plain", 1.0), ("compatible", 1.0), ("safe", 1.0), ("safe", 0.5)]
+
+
+@pytest.fixture(scope="module")
+def hosts(wechat_api):
+    """WeChat channels in each mode and budget, hosted with echo agents on one server."""
+    settings, channels = {}, {}
+    for mode, budget in VARIANTS:
+        key = f"{mode}-{budget}".replace(".", "_")
+        settings[key] = WeChatSettings.generate(app_id=wechat_api.app_id, app_secret=wechat_api.app_secret,
+                                                api_base=wechat_api.url, mode=mode, reply_budget=budget)
+        channels[key] = WeChatInput(WeChatConfig.from_credentials(settings[key].credentials()))
+    with ChannelHost(channels) as host:
+        yield host, settings
+
+
+@dataclass
+class Host:
+    platform: WeChatPlatform
+    agent: object
+
+
+@pytest.fixture
+def host(hosts, request):
+    """One of the hosted channels (param: mode, budget), its agent's memory cleared."""
+    server, settings = hosts
+    mode, budget = getattr(request, "param", ("safe", 1.0))
+    key = f"{mode}-{budget}".replace(".", "_")
+    s = settings[key]
+    agent = server.agents[key]
+    agent.received.clear()
+    return Host(WeChatPlatform(f"{server.urls[key]}/webhook", s.token, s.app_id, s.aes_key, mode), agent)
+
+
+@pytest.mark.parametrize("host", [("plain", 1.0), ("compatible", 1.0), ("safe", 1.0)], indirect=True)
+def test_text_round_trip_in_every_mode(host):
+    user = WeChatUser(host.platform)
+    reply = user.say("你好")
+    assert reply.status == 200
+    assert reply.text == "收到：你好"
+    if host.platform.mode != "plain":
+        assert "<Encrypt>" in reply.body and "收到" not in reply.body  # the reply is sealed too
+    [message] = host.agent.received
+    assert (message.sender_id, message.input_channel) == (user.openid, "wechat")
+
+
+def test_url_verification(host):
+    assert host.platform.verify_url("hello-wechat").text == "hello-wechat"
+    forged = WeChatPlatform(host.platform.webhook, "wrongtoken", host.platform.app_id)
+    assert forged.verify_url().status_code == 403
+    ts = str(int(time.time()) - 3600)
+    stale = requests.get(host.platform.webhook, params={"signature": signature(host.platform.token, ts, "n"),
+                                                        "timestamp": ts, "nonce": "n", "echostr": "x"})
+    assert stale.status_code == 403
+
+
+def test_forged_signature_is_refused_and_nothing_processed(host):
+    forged = WeChatPlatform(host.platform.webhook, "forgedtoken", host.platform.app_id,
+                            host.platform.aes_key, "safe")
+    assert WeChatUser(forged).say("你好").status == 403
+    # Right token, but the sealed body was encrypted with another key.
+    other_key = WeChatSettings.generate().aes_key
+    tampered = WeChatPlatform(host.platform.webhook, host.platform.token, host.platform.app_id, other_key, "safe")
+    assert WeChatUser(tampered).say("你好").status == 403
+    # Safe mode refuses plaintext bodies even when the URL signature is right.
+    plain = WeChatPlatform(host.platform.webhook, host.platform.token, host.platform.app_id, None, "plain")
+    assert WeChatUser(plain).say("你好").status == 403
+    assert host.agent.received == []
+
+
+@pytest.mark.parametrize("host", [("plain", 1.0)], indirect=True)
+@pytest.mark.parametrize("body, status", [
+    ("<xml><ToUserName>", 400),
+    ("not xml at all", 400),
+    ('{"json": true}', 400),
+    ("<xml><MsgType>text</MsgType><Content>hi</Content></xml>", 400),  # no sender
+    ('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+     "<xml><Content>&b;</Content></xml>", 400),
+    ("x" * 70_000, 413),
+])
+def test_malformed_or_oversized_bodies_get_a_4xx(host, body, status):
+    url, _, _ = host.platform.sign("<xml/>")
+    res = requests.post(url, data=body.encode(), timeout=10)
+    assert res.status_code == status
+    assert host.agent.received == []
+
+
+def test_retry_of_the_same_msgid_is_answered_once(host):
+    user = WeChatUser(host.platform)
+    msg_id = next_msg_id()
+    first = user.say("查违章", msg_id=msg_id)
+    retry = user.say("查违章", msg_id=msg_id)
+    assert first.text == "收到：查违章"
+    assert retry.status == 200 and retry.text is None and retry.body == "success"
+    assert host.agent.texts() == ["查违章"]
+
+
+def test_events_are_deduplicated_by_sender_and_time(host):
+    from tests.support.wechat_user import event_xml
+
+    user = WeChatUser(host.platform)
+    xml = event_xml(host.platform.account, user.openid, "subscribe", created=1_700_000_000)
+    assert user.post_xml(xml).text == "收到：/greet"  # following the account greets
+    assert user.post_xml(xml).body == "success"
+    assert host.agent.texts() == ["/greet"]
+
+
+@pytest.mark.parametrize("host", [("safe", 0.5)], indirect=True)
+def test_slow_answer_goes_out_through_customer_service(host, wechat_api):
+    user = WeChatUser(host.platform)
+    reply = user.say("slow:1.5")
+    assert reply.body == "success" and reply.text is None
+    assert reply.elapsed < 1.0  # answered within the budget, not when the agent finished
+    sent = wait_for(lambda: wechat_api.messages_to(user.openid), timeout=5)
+    assert [s.text for s in sent] == ["收到：slow:1.5"]
+
+
+def test_agent_failure_gets_an_apology_not_a_500(host):
+    reply = WeChatUser(host.platform).say("boom")
+    assert reply.status == 200 and reply.text == BUSY
+
+
+def test_buttons_become_numbered_choices_that_map_back(host):
+    user = WeChatUser(host.platform)
+    reply = user.say("buttons")
+    assert "回复 1：查违章" in reply.text and "回复 2：帮助" in reply.text
+    user.say("1")
+    assert host.agent.texts()[-1] == "/query_violations"
+    user.say("1")  # the choice was used: a plain "1" again is just text
+    assert host.agent.texts()[-1] == "1"
+
+
+def test_long_answer_is_split_within_wechat_limits(host, wechat_api):
+    user = WeChatUser(host.platform)
+    reply = user.say("long")
+    assert len(reply.text.encode()) <= 2048
+    rest = wait_for(lambda: wechat_api.messages_to(user.openid))
+    assert rest and all(len(s.text.encode()) <= 2048 for s in rest)
+    assert reply.text + "\n" + "\n".join(s.text for s in rest) == "\n".join(
+        f"第{i}行：" + "违法记录" * 20 for i in range(30))
+
+
+def test_voice_uses_recognition_and_unsupported_kinds_say_so(host):
+    user = WeChatUser(host.platform)
+    now = int(time.time())
+    voice = (f"<xml><ToUserName>gh</ToUserName><FromUserName>{user.openid}</FromUserName>"
+             f"<CreateTime>{now}</CreateTime><MsgType>voice</MsgType><MediaId>m1</MediaId>"
+             f"<Format>amr</Format><Recognition>查一下违章</Recognition><MsgId>{next_msg_id()}</MsgId></xml>")
+    assert user.post_xml(voice).text == "收到：查一下违章"
+    video = (f"<xml><ToUserName>gh</ToUserName><FromUserName>{user.openid}</FromUserName>"
+             f"<CreateTime>{now}</CreateTime><MsgType>video</MsgType><MediaId>m2</MediaId>"
+             f"<ThumbMediaId>t</ThumbMediaId><MsgId>{next_msg_id()}</MsgId></xml>")
+    assert user.post_xml(video).text == UNSUPPORTED
+
+
+def test_emoji_sql_and_empty_text_are_just_text(host):
+    user = WeChatUser(host.platform)
+    assert user.say("😀👍").text == "收到：😀👍"
+    assert user.say("'; DROP TABLE vehicles; --").text == "收到：'; DROP TABLE vehicles; --"
+    assert user.say("").status == 200
+
+
+def test_split_text_keeps_lines_and_limits():
+    text = "\n".join(["甲" * 300] * 10)
+    pieces = split_text(text, 2000)
+    assert all(len(p.encode()) <= 2000 for p in pieces)
+    assert "\n".join(pieces) == text
+    assert split_text("乙" * 1000, 2000) == ["乙" * 666, "乙" * 334]
+
+
+def test_client_shares_its_token_and_bounds_stale_token_retries(wechat_api):
+    settings = WeChatSettings.generate(app_id=wechat_api.app_id, app_secret=wechat_api.app_secret,
+                                       api_base=wechat_api.url)
+    client = make_client(WeChatConfig.from_credentials(settings.credentials()))
+    fetches = wechat_api.token_fetches
+    client.message.send_text("o_token_user", "一")
+    client.message.send_text("o_token_user", "二")
+    assert wechat_api.token_fetches == fetches + 1
+    wechat_api.always_invalid_token = True
+    calls = wechat_api.calls
+    try:
+        with pytest.raises(WeChatClientException) as err:
+            client.message.send_text("o_token_user", "三")
+    finally:
+        wechat_api.always_invalid_token = False
+    assert err.value.errcode == 40001
+    assert wechat_api.calls - calls == 2  # the call and one retry with a fresh token, no more
+
+
+def test_blocked_user_gets_45015_from_customer_service(wechat_api):
+    settings = WeChatSettings.generate(app_id=wechat_api.app_id, app_secret=wechat_api.app_secret,
+                                       api_base=wechat_api.url)
+    client = make_client(WeChatConfig.from_credentials(settings.credentials()))
+    wechat_api.blocked.add("o_gone")
+    with pytest.raises(WeChatClientException) as err:
+        client.message.send_text("o_gone", "你好")
+    assert err.value.errcode == 45015
+
+
+async def test_memory_dedup_claims_once():
+    store = MemoryDedup(ttl=0.2)
+    assert await store.claim("k") and not await store.claim("k")
+    await asyncio.sleep(0.25)
+    assert await store.claim("k")
+
+
+async def test_redis_dedup_claims_once_across_processes():
+    url = need_service(REDIS_URL, "redis")
+    key = f"test-{time.time_ns()}"
+    one, two = RedisDedup(url, ttl=5), RedisDedup(url, ttl=5)  # two processes' stores
+    results = await asyncio.gather(*(s.claim(key) for s in (one, two, one, two)))
+    assert sorted(results) == [False, False, False, True]
