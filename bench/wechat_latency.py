@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import secrets
 import statistics
 import sys
@@ -62,11 +63,21 @@ class Results:
                 "past_budget": self.past_budget}
 
 
+THINK = 0.0  # mean seconds a user pauses before each message (0: back to back)
+
+
+async def think(rng: random.Random) -> None:
+    if THINK > 0:
+        await asyncio.sleep(rng.uniform(0.5 * THINK, 1.5 * THINK))
+
+
 async def wechat_user(session: aiohttp.ClientSession, platform: WeChatPlatform, conversations: int,
                       results: Results) -> None:
     openid = "o_bench_" + secrets.token_hex(8)
+    rng = random.Random(openid)
     for _ in range(conversations):
         for text, expected in CONVERSATION:
+            await think(rng)
             url, body, query = platform.sign(text_xml(platform.account, openid, text, next_msg_id()))
             started = time.perf_counter()
             async with session.post(url, data=body) as res:
@@ -82,8 +93,10 @@ async def wechat_user(session: aiohttp.ClientSession, platform: WeChatPlatform, 
 
 async def rest_user(session: aiohttp.ClientSession, url: str, conversations: int, results: Results) -> None:
     sender = "rest_bench_" + secrets.token_hex(8)
+    rng = random.Random(sender)
     for _ in range(conversations):
         for text, expected in CONVERSATION:
+            await think(rng)
             started = time.perf_counter()
             async with session.post(url, json={"sender": sender, "message": text}) as res:
                 payload = await res.json()
@@ -143,7 +156,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating REST and WeChat phases")
     parser.add_argument("--postgres", help="a PostgreSQL URL for the records instead of SQLite")
     parser.add_argument("--budget", type=float, default=4.0, help="the WeChat passive-reply budget (s)")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="mean pause in seconds before each message (0: back to back, a saturation test)")
     args = parser.parse_args()
+    global THINK
+    THINK = args.think
 
     tmp = Path(tempfile.mkdtemp(prefix="jj-bench-"))
     url = args.postgres or f"sqlite+aiosqlite:///{tmp / 'records.db'}"
@@ -182,12 +199,12 @@ def main() -> int:
     r, w = rest.summary(), wechat.summary()
     report = {
         "users": args.users, "conversations_per_user_round": args.conversations, "rounds": args.rounds,
-        "database": "postgresql" if args.postgres else "sqlite", "rest": r, "wechat": w,
+        "database": "postgresql" if args.postgres else "sqlite", "think_s": args.think, "rest": r, "wechat": w,
         "ratio_p50": w["p50_ms"] / r["p50_ms"], "ratio_p99": w["p99_ms"] / r["p99_ms"],
         "peak_rss_mb": {k: v / 2**20 for k, v in memory.peak.items()},
     }
     print(f"\n{args.users} concurrent users x {args.conversations} conversations x {args.rounds} rounds "
-          f"({len(CONVERSATION)} messages each), records on {report['database']}")
+          f"({len(CONVERSATION)} messages each), think time {args.think:g} s, records on {report['database']}")
     print(f"{'channel':8} {'messages':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'msg/s':>7} "
           f"{'wrong':>6} {'past budget':>11}")
     for s in (r, w):

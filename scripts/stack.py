@@ -152,6 +152,16 @@ class Process:
             self.popen.wait(5)
 
 
+def _tracker_db_in_wal_mode(path: Path) -> None:
+    # Rasa's SQL tracker store on SQLite commits every turn; WAL makes those commits cheap and
+    # lets readers go on while one writes. The mode is stored in the file, so set it once here.
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
 def _model_loaded(res: requests.Response) -> bool:
     # The server answers before its model is loaded; ready means a model is in place.
     return res.status_code == 200 and bool(res.json().get("model_file"))
@@ -166,11 +176,13 @@ class Stack:
 
     def start(self) -> "Stack":
         cfg = self.config
+        _tracker_db_in_wal_mode(cfg.tracker_db)
         env = cfg.env()
         actions = Process("action server", [str(BIN / "rasa"), "run", "actions", "--actions", "actions",
                                             "--port", str(cfg.actions_port)],
                           env, cfg.log_dir / "actions.log", f"{cfg.actions_url}/health")
-        rasa = Process("Rasa server", [str(BIN / "rasa"), "run", "--model", str(cfg.model),
+        rasa = Process("Rasa server", [sys.executable, "-m", "scripts.rasa_server", "run",
+                                       "--model", str(cfg.model),
                                        "--interface", "127.0.0.1", "--port", str(cfg.rasa_port),
                                        "--credentials", "credentials.yml", "--endpoints", "endpoints.yml",
                                        "--enable-api", "--auth-token", cfg.wechat.rasa_api_token],
