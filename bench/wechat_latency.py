@@ -63,6 +63,7 @@ class Results:
                 "past_budget": self.past_budget}
 
 
+BUDGET = 4.0  # the passive-reply budget the stack runs with
 THINK = 0.0  # mean seconds a user pauses before each message (0: back to back)
 
 
@@ -82,8 +83,10 @@ async def wechat_user(session: aiohttp.ClientSession, platform: WeChatPlatform, 
             started = time.perf_counter()
             async with session.post(url, data=body) as res:
                 payload = await res.text()
-            results.latencies.append(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            results.latencies.append(elapsed)
             reply = platform.read_reply(payload, query) if res.status == 200 else None
+            results.past_budget += reply is not None and elapsed > BUDGET
             if reply is None:
                 results.past_budget += payload.strip() == "success"
                 results.wrong += 1
@@ -159,8 +162,8 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=0.0,
                         help="mean pause in seconds before each message (0: back to back, a saturation test)")
     args = parser.parse_args()
-    global THINK
-    THINK = args.think
+    global THINK, BUDGET
+    THINK, BUDGET = args.think, args.budget
 
     tmp = Path(tempfile.mkdtemp(prefix="jj-bench-"))
     url = args.postgres or f"sqlite+aiosqlite:///{tmp / 'records.db'}"

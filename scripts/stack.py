@@ -178,9 +178,11 @@ class Stack:
         cfg = self.config
         _tracker_db_in_wal_mode(cfg.tracker_db)
         env = cfg.env()
+        # The action server has no authentication of its own: loopback only, unless told otherwise.
+        actions_env = {**env, "SANIC_HOST": os.environ.get("JJ_ACTIONS_HOST", "127.0.0.1")}
         actions = Process("action server", [str(BIN / "rasa"), "run", "actions", "--actions", "actions",
                                             "--port", str(cfg.actions_port)],
-                          env, cfg.log_dir / "actions.log", f"{cfg.actions_url}/health")
+                          actions_env, cfg.log_dir / "actions.log", f"{cfg.actions_url}/health")
         rasa = Process("Rasa server", [sys.executable, "-m", "scripts.rasa_server", "run",
                                        "--model", str(cfg.model),
                                        "--interface", "127.0.0.1", "--port", str(cfg.rasa_port),

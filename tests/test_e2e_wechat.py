@@ -154,3 +154,28 @@ def test_forged_request_is_refused_and_not_processed(assistant):
     user = WeChatUser(forged)
     assert user.say("查一下鲁B12345的违章").status == 403
     assert user_events(assistant, user.openid) == []
+
+
+@pytest.mark.parametrize("text, intent, plate", [
+    ("查一下鲁B12345的违章", "query_violations", "鲁B12345"),
+    ("查詢魯Ｂ·１２３４５的違章", "query_violations", "鲁B12345"),
+    ("鲁bd 12345有没有被拍", "query_violations", "鲁BD12345"),
+    ("你好", "greet", None),
+    ("你能做什么", "help", None),
+    ("今天天气怎么样", "out_of_scope", None),
+])
+def test_understanding_through_the_running_model(assistant, text, intent, plate):
+    res = requests.post(f"{assistant.rasa_url}/model/parse", params={"token": assistant.settings.rasa_api_token},
+                        json={"text": text}, timeout=10)
+    parsed = res.json()
+    assert parsed["intent"]["name"] == intent
+    plates = [e["value"] for e in parsed["entities"] if e["entity"] == "plate"]
+    assert plates == ([plate] if plate else [])
+
+
+def test_help_and_goodbye(assistant):
+    user = WeChatUser(assistant.platform)
+    assert "车架号或发动机号后6位" in user.say("帮助").text
+    user.say("查一下鲁B12345的违章")
+    assert "一路平安" in user.say("再见").text          # leaving mid-query ends it
+    assert "交警助手" in user.say("你好").text           # and nothing is still being asked

@@ -240,3 +240,18 @@ async def test_redis_dedup_claims_once_across_processes():
     one, two = RedisDedup(url, ttl=5), RedisDedup(url, ttl=5)  # two processes' stores
     results = await asyncio.gather(*(s.claim(key) for s in (one, two, one, two)))
     assert sorted(results) == [False, False, False, True]
+
+
+def test_template_messages_through_wechatpy(wechat_api):
+    settings = WeChatSettings.generate(app_id=wechat_api.app_id, app_secret=wechat_api.app_secret,
+                                       api_base=wechat_api.url)
+    client = make_client(WeChatConfig.from_credentials(settings.credentials()))
+    data = {"keyword1": {"value": "鲁B12345"}, "keyword2": {"value": "2026-11-20 08:15"}}
+    result = client.message.send_template("o_template_user", "TPL_VIOLATION", data)
+    assert result["errcode"] == 0 and result["msgid"]
+    [sent] = wechat_api.messages_to("o_template_user")
+    assert sent.kind == "template" and sent.body["data"] == data
+    too_long = {"keyword1": {"value": "这是一段超过二十个字的模板字段内容会被微信拒绝的"}}
+    with pytest.raises(WeChatClientException) as err:
+        client.message.send_template("o_template_user", "TPL_VIOLATION", too_long)
+    assert err.value.errcode == 47003
