@@ -69,3 +69,31 @@ class ChineseNormaliser(GraphComponent):
             moved.append({**entity, "start": start, "end": end, "value": value})
         if entities:
             message.set(ENTITIES, moved)
+
+
+# Entities whose shape a regex knows exactly; DIET's guesses for them are dropped.
+EXACT_SHAPES = {"plate", "vin_suffix", "licence_no", "file_no", "report_no", "appointment_no", "phone", "email"}
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR], is_trainable=False)
+class ExactShapeEntities(GraphComponent):
+    """Keeps only the regex extractor's entities for exactly shaped types, and drops regex
+    matches that sit inside a longer exact match (a VIN suffix inside a phone number, say)."""
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+               execution_context: ExecutionContext) -> "ExactShapeEntities":
+        return cls()
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            entities = message.get(ENTITIES) or []
+            regex = [e for e in entities if e.get("extractor") == "RegexEntityExtractor"]
+            kept = [e for e in entities if e.get("entity") not in EXACT_SHAPES]
+            for e in regex:
+                inside_longer = any(o is not e and o["start"] <= e["start"] and e["end"] <= o["end"]
+                                    and (o["end"] - o["start"]) > (e["end"] - e["start"]) for o in regex)
+                if not inside_longer:
+                    kept.append(e)
+            message.set(ENTITIES, kept, add_to_output=True)
+        return messages

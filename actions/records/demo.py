@@ -21,7 +21,7 @@ from sqlalchemy import func, insert, select
 from .clock import now_local
 from .db import PROJECT_ROOT, make_sync_engine
 from .models import Licence, Vehicle, Violation, ViolationCode
-from .plates import VIN_CHARS, parse_plate, vin_check_digit
+from .plates import VIN_CHARS, id_check_char, parse_plate, vin_check_digit
 
 CODES_CSV = PROJECT_ROOT / "data" / "reference" / "violation_codes.csv"
 
@@ -74,6 +74,22 @@ FIXTURES = (
 )
 
 
+@dataclass(frozen=True)
+class LicenceFixture:
+    licence_no: str
+    file_no: str
+    holder: str
+    points: int
+    first_issued_days_ago: int
+
+
+LICENCE_FIXTURES = (
+    LicenceFixture("370202199003071233", "370200900001", "张晓明", 6, 11 * 365 + 40),
+    LicenceFixture("370202198511120041", "370200900002", "李芳芳", 12, 16 * 365 + 100),
+    LicenceFixture("37020220030521002X", "370200900003", "赵海涛", 3, 120),  # still in probation
+)
+
+
 def load_codes(path: Path = CODES_CSV) -> list[dict]:
     with open(path, encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -81,11 +97,6 @@ def load_codes(path: Path = CODES_CSV) -> list[dict]:
         for key in ("points", "fine_min", "fine_max", "fine_default"):
             row[key] = int(row[key])
     return rows
-
-
-def _id_check(body: str) -> str:
-    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    return "10X98765432"[sum(int(c) * w for c, w in zip(body, weights)) % 11]
 
 
 class Generator:
@@ -156,13 +167,22 @@ class Generator:
             inspection_due=inspection_due(registered, use, self.today),
         )
 
+    def fixed_licence(self, fx: "LicenceFixture") -> dict:
+        first = self.today - timedelta(days=fx.first_issued_days_ago)
+        self.used_licences.add(fx.licence_no)
+        years = (self.today - first).days // 365
+        return dict(licence_no=fx.licence_no, file_no=fx.file_no, holder_name=fx.holder,
+                    holder_phone=self.phone(), licence_class="C1", first_issued=first,
+                    cycle_start=_anniversary_on_or_before(first, self.today), points=fx.points,
+                    expires_on=_add_years(first, 6 if years < 6 else 16), status="valid")
+
     def licence(self) -> dict:
         r = self.rng
         self.serial += 1
         while True:
             born = date(1960, 1, 1) + timedelta(days=r.randint(0, 40 * 365))
             body = f"370202{born:%Y%m%d}{r.randint(0, 999):03d}"
-            licence_no = body + _id_check(body)
+            licence_no = body + id_check_char(body)
             if licence_no not in self.used_licences:
                 self.used_licences.add(licence_no)
                 break
@@ -257,7 +277,8 @@ def build(seed: int, vehicles: int, licences: int, today: date, codes: list[dict
     return {
         "violation_codes": codes,
         "vehicles": vehicle_rows,
-        "licences": [gen.licence() for _ in range(licences)],
+        "licences": [gen.fixed_licence(fx) for fx in LICENCE_FIXTURES]
+                    + [gen.licence() for _ in range(licences - len(LICENCE_FIXTURES))],
         "violations": violation_rows,
     }
 

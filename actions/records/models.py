@@ -100,6 +100,7 @@ class Person(Base):
     id = Column(Integer, primary_key=True)
     display_name = Column(String(64))
     phone = Column(String(20))
+    email = Column(String(254))
     sms_consent = Column(Boolean, nullable=False, default=False)
     created_at = Column(DateTime, nullable=False)
 

@@ -117,3 +117,17 @@ def is_valid_vin(vin: str) -> bool:
 def normalise_proof(raw: str) -> str:
     """A VIN or engine-number suffix as typed: half-width, upper case, no separators."""
     return normalise_plate(raw)
+
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_NUMBER = re.compile(r"^[1-9]\d{16}[\dX]$")
+
+
+def id_check_char(body: str) -> str:
+    """The GB 11643 check character of an 18-character ID (= licence) number's first 17 digits."""
+    return "10X98765432"[sum(int(c) * w for c, w in zip(body, _ID_WEIGHTS)) % 11]
+
+
+def is_valid_id_number(number: str) -> bool:
+    number = (number or "").upper()
+    return bool(_ID_NUMBER.match(number)) and id_check_char(number[:17]) == number[17]

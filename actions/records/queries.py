@@ -8,16 +8,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .clock import now_local
 from .models import (
+    Appointment,
+    AppointmentSlot,
     AuditEntry,
     ChannelIdentity,
+    Feedback,
+    Handoff,
+    Licence,
+    LicenceBinding,
     Person,
     ProofAttempt,
+    Report,
+    ReportMedia,
+    Subscription,
     Vehicle,
     VehicleBinding,
     Violation,
@@ -152,3 +161,227 @@ async def audit(session: AsyncSession, *, person_id: Optional[int], channel: str
     session.add(AuditEntry(at=now_local(), person_id=person_id, channel=channel, sender_id=sender_id,
                            action=action, subject=subject, detail=detail))
     await session.flush()
+
+
+# -- bindings ------------------------------------------------------------------------------
+
+MAX_BOUND_VEHICLES = 5
+
+
+async def bound_vehicles(session: AsyncSession, person_id: int) -> list[Vehicle]:
+    return list((await session.execute(
+        select(Vehicle).join(VehicleBinding, VehicleBinding.vehicle_id == Vehicle.id)
+        .where(VehicleBinding.person_id == person_id).order_by(VehicleBinding.verified_at)
+    )).scalars().all())
+
+
+async def bind_vehicle(session: AsyncSession, person_id: int, vehicle_id: int) -> bool:
+    """Bind; False if it was bound already. The caller checks the limit and the proof."""
+    if await is_bound(session, person_id, vehicle_id):
+        return False
+    try:
+        async with session.begin_nested():
+            session.add(VehicleBinding(person_id=person_id, vehicle_id=vehicle_id, verified_at=now_local()))
+    except IntegrityError:
+        return False
+    return True
+
+
+async def unbind_vehicle(session: AsyncSession, person_id: int, vehicle_id: int) -> bool:
+    result = await session.execute(
+        delete(VehicleBinding).where(VehicleBinding.person_id == person_id,
+                                     VehicleBinding.vehicle_id == vehicle_id))
+    return result.rowcount > 0
+
+
+async def licence_by_number(session: AsyncSession, licence_no: str) -> Optional[Licence]:
+    return (await session.execute(select(Licence).where(Licence.licence_no == licence_no))).scalar_one_or_none()
+
+
+async def bound_licences(session: AsyncSession, person_id: int) -> list[Licence]:
+    return list((await session.execute(
+        select(Licence).join(LicenceBinding, LicenceBinding.licence_id == Licence.id)
+        .where(LicenceBinding.person_id == person_id).order_by(LicenceBinding.verified_at)
+    )).scalars().all())
+
+
+async def bind_licence(session: AsyncSession, person_id: int, licence_id: int) -> bool:
+    exists = (await session.execute(select(LicenceBinding.id).where(
+        LicenceBinding.person_id == person_id, LicenceBinding.licence_id == licence_id))).first()
+    if exists:
+        return False
+    session.add(LicenceBinding(person_id=person_id, licence_id=licence_id, verified_at=now_local()))
+    await session.flush()
+    return True
+
+
+# -- subscriptions -------------------------------------------------------------------------
+
+ALERT_KINDS = ("violation", "inspection", "licence", "report")
+
+
+async def subscribe(session: AsyncSession, person_id: int, channel: str,
+                    kinds: tuple[str, ...] = ALERT_KINDS) -> None:
+    existing = {s.alert_kind: s for s in (await session.execute(
+        select(Subscription).where(Subscription.person_id == person_id, Subscription.channel == channel)
+    )).scalars()}
+    for kind in kinds:
+        if kind in existing:
+            existing[kind].active = True
+        else:
+            session.add(Subscription(person_id=person_id, alert_kind=kind, channel=channel,
+                                     quiet_start="22:00" if channel == "sms" else None,
+                                     quiet_end="08:00" if channel == "sms" else None,
+                                     active=True, created_at=now_local()))
+    await session.flush()
+
+
+async def unsubscribe(session: AsyncSession, person_id: int, channel: Optional[str] = None) -> int:
+    """Stop alerts over one channel (or all); the number of subscriptions stopped."""
+    condition = [Subscription.person_id == person_id, Subscription.active.is_(True)]
+    if channel:
+        condition.append(Subscription.channel == channel)
+    result = await session.execute(update(Subscription).where(*condition).values(active=False))
+    return result.rowcount
+
+
+async def active_subscriptions(session: AsyncSession, person_id: int) -> list[Subscription]:
+    return list((await session.execute(select(Subscription).where(
+        Subscription.person_id == person_id, Subscription.active.is_(True)))).scalars().all())
+
+
+# -- reports -------------------------------------------------------------------------------
+
+async def _next_number(session: AsyncSession, model, column, prefix: str) -> str:
+    """PREFIX + yyyymmdd + a 4-digit serial for the day, unique by the column's constraint."""
+    day = now_local().strftime("%Y%m%d")
+    stem = f"{prefix}{day}"
+    latest = (await session.execute(select(func.max(column)).where(column.like(f"{stem}%")))).scalar()
+    serial = int(latest[len(stem):]) + 1 if latest else 1
+    return f"{stem}{serial:04d}"
+
+
+async def create_report(session: AsyncSession, *, person_id: int, channel: str, kind: str,
+                        photos: list[str], **fields) -> Report:
+    for _ in range(5):  # two reports numbered at the same instant: the loser takes the next number
+        number = await _next_number(session, Report, Report.report_no, "R")
+        try:
+            async with session.begin_nested():
+                report = Report(report_no=number, person_id=person_id, channel=channel, kind=kind,
+                                status="received", created_at=now_local(), **fields)
+                session.add(report)
+                await session.flush()
+            break
+        except IntegrityError:
+            continue
+    else:
+        raise RuntimeError("could not number the report")
+    for url in photos:
+        session.add(ReportMedia(report_id=report.id, kind="video" if url.endswith((".mp4", ".mov")) else "photo",
+                                url=url, created_at=now_local()))
+    await session.flush()
+    return report
+
+
+async def report_for(session: AsyncSession, person_id: int, report_no: str) -> Optional[Report]:
+    """A report by number, only if it is this person's own."""
+    return (await session.execute(select(Report).where(
+        Report.report_no == report_no, Report.person_id == person_id))).scalar_one_or_none()
+
+
+async def recent_reports(session: AsyncSession, person_id: int, limit: int = 5) -> list[Report]:
+    return list((await session.execute(select(Report).where(Report.person_id == person_id)
+                                       .order_by(Report.created_at.desc(), Report.id.desc())
+                                       .limit(limit))).scalars().all())
+
+
+@dataclass(frozen=True)
+class ReportStats:
+    made: int
+    accepted: int
+    month_accepted: int
+    rank: Optional[int]      # among reporters with an accepted report this month
+    reporters: int
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.made if self.made else 0.0
+
+
+ACCEPTED = ("accepted", "fixed")
+
+
+async def report_stats(session: AsyncSession, person_id: int) -> ReportStats:
+    made = (await session.execute(select(func.count(Report.id)).where(Report.person_id == person_id))).scalar_one()
+    accepted = (await session.execute(select(func.count(Report.id)).where(
+        Report.person_id == person_id, Report.status.in_(ACCEPTED)))).scalar_one()
+    month_start = now_local().replace(day=1, hour=0, minute=0, second=0)
+    per_person = (await session.execute(
+        select(Report.person_id, func.count(Report.id)).where(
+            Report.status.in_(ACCEPTED), Report.created_at >= month_start).group_by(Report.person_id)
+    )).all()
+    counts = {pid: n for pid, n in per_person}
+    mine = counts.get(person_id, 0)
+    rank = 1 + sum(1 for n in counts.values() if n > mine) if mine else None
+    return ReportStats(made, accepted, mine, rank, len(counts))
+
+
+# -- appointments --------------------------------------------------------------------------
+
+async def ensure_slots(session: AsyncSession, days: int = 7, capacity: int = 3) -> None:
+    """Working-day slots for the coming days: 9-11:30 and 14-17, half-hourly, per kind."""
+    today = now_local().date()
+    existing = set((await session.execute(select(AppointmentSlot.kind, AppointmentSlot.starts_at).where(
+        AppointmentSlot.starts_at >= datetime.combine(today, datetime.min.time())))).all())
+    for offset in range(1, days + 1):
+        day = today + timedelta(days=offset)
+        if day.weekday() >= 5:
+            continue
+        for hour, minute in [(9, 0), (9, 30), (10, 0), (10, 30), (11, 0), (14, 0), (14, 30), (15, 0),
+                             (15, 30), (16, 0), (16, 30)]:
+            start = datetime.combine(day, datetime.min.time()).replace(hour=hour, minute=minute)
+            for kind in ("accident", "violation"):
+                if (kind, start) not in existing:
+                    session.add(AppointmentSlot(kind=kind, starts_at=start, ends_at=start + timedelta(minutes=30),
+                                                capacity=capacity, booked=0))
+    await session.flush()
+
+
+async def open_slots(session: AsyncSession, kind: str, limit: int = 6) -> list[AppointmentSlot]:
+    return list((await session.execute(select(AppointmentSlot).where(
+        AppointmentSlot.kind == kind, AppointmentSlot.starts_at > now_local(),
+        AppointmentSlot.booked < AppointmentSlot.capacity).order_by(AppointmentSlot.starts_at).limit(limit)
+    )).scalars().all())
+
+
+async def book(session: AsyncSession, *, person_id: int, slot_id: int, kind: str, phone: str) -> Optional[Appointment]:
+    """Take a place in the slot if one is left (atomically), else None."""
+    taken = await session.execute(update(AppointmentSlot).where(
+        AppointmentSlot.id == slot_id, AppointmentSlot.kind == kind,
+        AppointmentSlot.booked < AppointmentSlot.capacity).values(booked=AppointmentSlot.booked + 1))
+    if taken.rowcount != 1:
+        return None
+    number = await _next_number(session, Appointment, Appointment.appointment_no, "A")
+    appointment = Appointment(appointment_no=number, person_id=person_id, slot_id=slot_id, kind=kind,
+                              contact_phone=phone, status="booked", created_at=now_local())
+    session.add(appointment)
+    await session.flush()
+    return appointment
+
+
+# -- staff hand-off and feedback -----------------------------------------------------------
+
+async def open_handoff(session: AsyncSession, person_id: int, channel: str, sender_id: str,
+                       reason: str) -> Handoff:
+    handoff = Handoff(person_id=person_id, channel=channel, sender_id=sender_id, reason=reason[:2000],
+                      status="open", created_at=now_local())
+    session.add(handoff)
+    await session.flush()
+    return handoff
+
+
+async def store_feedback(session: AsyncSession, person_id: int, channel: str, text: str) -> Feedback:
+    feedback = Feedback(person_id=person_id, channel=channel, text=text[:2000], created_at=now_local())
+    session.add(feedback)
+    await session.flush()
+    return feedback

@@ -1,0 +1,122 @@
+"""Remote-processing appointments: an accident or a violation handled by video."""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Text
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions import replies
+from actions.common import entity_values, first, latest_text, normalised_phone, person_of
+from actions.records import queries
+from actions.records.models import AppointmentSlot
+from actions.runtime import database
+
+KINDS = {"accident": "交通事故", "violation": "交通违法"}
+WEEKDAYS = "一二三四五六日"
+RESET = [SlotSet(s, None) for s in ("appointment_kind", "appointment_slot", "offered_slots", "phone")]
+
+
+def slot_title(slot: AppointmentSlot) -> str:
+    return f"{slot.starts_at:%m月%d日}（周{WEEKDAYS[slot.starts_at.weekday()]}）{slot.starts_at:%H:%M}-{slot.ends_at:%H:%M}"
+
+
+class ValidateBookRemoteProcessingForm(FormValidationAction):
+    def name(self) -> Text:
+        return "validate_book_remote_processing_form"
+
+    async def extract_appointment_kind(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                       domain: DomainDict) -> Dict[Text, Any]:
+        if entity_values(tracker, "appointment_kind"):
+            return {}
+        text = latest_text(tracker)
+        if "事故" in text or "剐蹭" in text or "碰" in text:
+            return {"appointment_kind": "accident"}
+        if re.search(r"违法|违章|罚单|处罚", text):
+            return {"appointment_kind": "violation"}
+        if tracker.get_slot("requested_slot") == "appointment_kind" and text in ("1", "2"):
+            return {"appointment_kind": "accident" if text == "1" else "violation"}
+        return {}
+
+    async def extract_appointment_slot(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                       domain: DomainDict) -> Dict[Text, Any]:
+        if tracker.get_slot("requested_slot") != "appointment_slot" or entity_values(tracker, "appointment_slot"):
+            return {}
+        offered = tracker.get_slot("offered_slots") or []
+        text = latest_text(tracker)
+        if text.isdigit() and 1 <= int(text) <= len(offered):
+            return {"appointment_slot": offered[int(text) - 1]}
+        return {"appointment_slot": "invalid"} if text.isdigit() else {}
+
+    async def extract_phone(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                            domain: DomainDict) -> Dict[Text, Any]:
+        if tracker.get_slot("requested_slot") != "phone" or entity_values(tracker, "phone"):
+            return {}
+        text = latest_text(tracker)
+        return {"phone": normalised_phone(text) or text[:20]} if re.search(r"\d", text) else {}
+
+    async def validate_appointment_kind(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                        domain: DomainDict) -> Dict[Text, Any]:
+        kind = first(value)
+        return {"appointment_kind": kind if kind in KINDS else None}
+
+    async def validate_appointment_slot(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                        domain: DomainDict) -> Dict[Text, Any]:
+        chosen = first(value)
+        if chosen not in (tracker.get_slot("offered_slots") or []):
+            dispatcher.utter_message(text="请回复列表中的序号选择时段。")
+            return {"appointment_slot": None}
+        return {"appointment_slot": chosen}
+
+    async def validate_phone(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                             domain: DomainDict) -> Dict[Text, Any]:
+        phone = normalised_phone(first(value) or "")
+        if phone is None:
+            dispatcher.utter_message(text=replies.malformed_phone())
+        return {"phone": phone}
+
+
+class ActionAskAppointmentSlot(Action):
+    """Offers the next open slots of the chosen kind as numbered choices."""
+
+    def name(self) -> Text:
+        return "action_ask_appointment_slot"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        kind = tracker.get_slot("appointment_kind") or "violation"
+        async with database().session() as session, session.begin():
+            await queries.ensure_slots(session)
+            slots = await queries.open_slots(session, kind)
+        if not slots:
+            dispatcher.utter_message(text="未来7天的远程处理名额已约满，请稍后再试，或拨打122咨询。")
+            return [SlotSet("offered_slots", [])]
+        dispatcher.utter_message(
+            text=f"请选择{KINDS[kind]}远程视频处理的时段：",
+            buttons=[{"title": slot_title(s), "payload": f'/inform{{"appointment_slot": "{s.id}"}}'} for s in slots])
+        return [SlotSet("offered_slots", [str(s.id) for s in slots])]
+
+
+class ActionBookAppointment(Action):
+    def name(self) -> Text:
+        return "action_book_appointment"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        kind, slot_id, phone = (tracker.get_slot(s) for s in ("appointment_kind", "appointment_slot", "phone"))
+        if not (kind and slot_id and phone):
+            return RESET
+        async with database().session() as session, session.begin():
+            person = await person_of(session, tracker)
+            appointment = await queries.book(session, person_id=person.id, slot_id=int(slot_id), kind=kind,
+                                             phone=phone)
+            slot = await session.get(AppointmentSlot, int(slot_id))
+        if appointment is None:
+            dispatcher.utter_message(text="抱歉，这个时段刚刚约满了，请重新发送“预约远程处理”选择其他时段。")
+            return RESET
+        dispatcher.utter_message(text=replies.appointment_booked(appointment.appointment_no, KINDS[kind],
+                                                                 slot_title(slot), phone))
+        return RESET

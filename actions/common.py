@@ -1,0 +1,61 @@
+"""What every action needs: who is asking, over which channel, and the latest message's parts."""
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from rasa_sdk import Tracker
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from actions.records import queries
+from actions.records.models import Person
+
+# Intents that mean "the user asked something else", not "the user answered the question".
+OTHER_TASKS = {"faq", "help", "cancel", "greet", "goodbye", "thank", "human_handoff", "out_of_scope",
+               "feedback_suggestion", "query_violations", "query_points", "bind_vehicle",
+               "unbind_vehicle", "list_bindings", "bind_licence", "subscribe_alerts",
+               "unsubscribe_alerts", "report_facility", "report_violation", "query_report_status",
+               "my_report_stats", "report_misconduct", "book_remote_processing"}
+PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+
+
+def channel_of(tracker: Tracker) -> str:
+    return tracker.get_latest_input_channel() or "unknown"
+
+
+def first(value: Any) -> Optional[str]:
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return None if value is None else str(value)
+
+
+def has_entity(tracker: Tracker, name: str) -> bool:
+    return any(e.get("entity") == name for e in tracker.latest_message.get("entities", []))
+
+
+def entity_values(tracker: Tracker, name: str) -> list[str]:
+    return [str(e.get("value")) for e in tracker.latest_message.get("entities", []) if e.get("entity") == name]
+
+
+def latest_text(tracker: Tracker) -> str:
+    return (tracker.latest_message.get("text") or "").strip()
+
+
+def latest_intent(tracker: Tracker) -> str:
+    return (tracker.latest_message.get("intent") or {}).get("name") or ""
+
+
+def answers_the_question(tracker: Tracker) -> bool:
+    """Whether the latest message reads as an answer rather than as a new request."""
+    intent = tracker.latest_message.get("intent") or {}
+    return not (intent.get("name") in OTHER_TASKS and (intent.get("confidence") or 0) >= 0.6)
+
+
+def normalised_phone(text: str) -> Optional[str]:
+    digits = re.sub(r"[\s\-－·]", "", text or "")
+    match = PHONE.search(digits)
+    return match.group() if match else None
+
+
+async def person_of(session: AsyncSession, tracker: Tracker) -> Person:
+    return await queries.person_for(session, channel_of(tracker), tracker.sender_id)

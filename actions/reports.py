@@ -1,0 +1,245 @@
+"""Reports from the public: broken facilities, violations (随手拍), misconduct; their status and
+the reporter's statistics."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions import replies
+from actions.common import (answers_the_question, channel_of, entity_values, first, latest_intent,
+                            latest_text, person_of)
+from actions.records import queries
+from actions.records.clock import now_local
+from actions.records.plates import parse_plate
+from actions.runtime import database
+from actions.timeparse import parse_when
+
+MAX_PHOTOS = 5
+FACILITY_TYPES = ("signal", "sign", "marking", "guardrail", "other")
+DONE_WORDS = re.compile(r"^(好了|好|没有|没了|没有了|无|完成|完了|就这些|发完了|跳过|不用|不用了|不发了|ok|OK|done|no)[。.!！]?$")
+REPORT_SLOTS = ("facility_type", "location", "latitude", "longitude", "description", "photo", "photos",
+                "photos_done", "violation_type", "report_time", "plate", "requested_slot")
+RESET = [SlotSet(name, None) for name in REPORT_SLOTS]
+MAX_AGE = timedelta(days=7)
+
+
+class ReportForm(FormValidationAction):
+    """Shared by the three report forms: free-text answers, locations and photos."""
+
+    photos_required = False
+
+    def name(self) -> Text:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def extract_location(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                               domain: DomainDict) -> Dict[Text, Any]:
+        if entity_values(tracker, "location") or tracker.get_slot("requested_slot") != "location":
+            return {}
+        text = latest_text(tracker)
+        return {"location": text[:200]} if text and answers_the_question(tracker) else {}
+
+    async def extract_description(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                  domain: DomainDict) -> Dict[Text, Any]:
+        requested = tracker.get_slot("requested_slot")
+        text = latest_text(tracker)
+        if requested is None and latest_intent(tracker).startswith("report_") and len(text) >= 8:
+            return {"description": text[:1000]}  # the report itself says what is wrong
+        if requested == "description" and text and answers_the_question(tracker):
+            return {"description": text[:1000]}
+        return {}
+
+    async def extract_photos_done(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                  domain: DomainDict) -> Dict[Text, Any]:
+        if tracker.get_slot("requested_slot") != "photos_done" or entity_values(tracker, "photo"):
+            return {}
+        if latest_intent(tracker) in ("affirm", "deny") or DONE_WORDS.match(latest_text(tracker)):
+            return {"photos_done": True}
+        return {}
+
+    async def validate_photo(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                             domain: DomainDict) -> Dict[Text, Any]:
+        photos = list(tracker.get_slot("photos") or [])
+        new = value if isinstance(value, list) else [value]
+        photos += [str(p) for p in new if p and str(p) not in photos]
+        photos = photos[:MAX_PHOTOS]
+        done = True if len(photos) >= MAX_PHOTOS else tracker.get_slot("photos_done")
+        if not done and tracker.get_slot("requested_slot") == "photos_done":
+            dispatcher.utter_message(text=f"已收到 {len(photos)} 张，可以继续发送，发完请回复“好了”。")
+        return {"photo": None, "photos": photos, "photos_done": done}
+
+    async def validate_photos_done(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                   domain: DomainDict) -> Dict[Text, Any]:
+        if self.photos_required and not tracker.get_slot("photos"):
+            dispatcher.utter_message(text=replies.evidence_rules())
+            return {"photos_done": None}
+        return {"photos_done": bool(value)}
+
+    async def validate_location(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                domain: DomainDict) -> Dict[Text, Any]:
+        location = (first(value) or "").strip()
+        if len(location) < 2 or not re.search(r"[\u4e00-\u9fffA-Za-z]", location):
+            dispatcher.utter_message(text="请说明具体位置，例如“香港中路与山东路路口”，或直接发送微信位置。")
+            return {"location": None}
+        return {"location": location[:200]}
+
+    async def validate_description(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                   domain: DomainDict) -> Dict[Text, Any]:
+        text = (first(value) or "").strip()
+        if len(text) < 2:
+            dispatcher.utter_message(text="请简单描述一下情况。")
+            return {"description": None}
+        return {"description": text[:1000]}
+
+
+class ValidateReportFacilityForm(ReportForm):
+    def name(self) -> Text:
+        return "validate_report_facility_form"
+
+    async def validate_facility_type(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                     domain: DomainDict) -> Dict[Text, Any]:
+        kind = first(value)
+        return {"facility_type": kind if kind in FACILITY_TYPES else "other"}
+
+
+class ValidateReportViolationForm(ReportForm):
+    photos_required = True
+
+    def name(self) -> Text:
+        return "validate_report_violation_form"
+
+    async def extract_report_time(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                  domain: DomainDict) -> Dict[Text, Any]:
+        if entity_values(tracker, "time") or tracker.get_slot("requested_slot") != "report_time":
+            return {}
+        text = latest_text(tracker)
+        return {"report_time": text[:60]} if text and answers_the_question(tracker) else {}
+
+    async def extract_plate(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                            domain: DomainDict) -> Dict[Text, Any]:
+        if entity_values(tracker, "plate") or tracker.get_slot("requested_slot") != "plate":
+            return {}
+        text = latest_text(tracker)
+        if re.search(r"看不清|不清楚|没看到|不知道", text):
+            return {"plate": "unknown"}
+        return {"plate": text[:20]} if text and answers_the_question(tracker) else {}
+
+    async def validate_plate(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                             domain: DomainDict) -> Dict[Text, Any]:
+        raw = first(value) or ""
+        if raw == "unknown":
+            dispatcher.utter_message(text="号牌不清晰的举报通常无法受理，请尽量提供能看清号牌的照片或视频。")
+            return {"plate": None}
+        plate = parse_plate(raw)
+        if plate is None:
+            dispatcher.utter_message(text=replies.malformed_plate(raw))
+            return {"plate": None}
+        return {"plate": plate.number}
+
+    async def validate_report_time(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                   domain: DomainDict) -> Dict[Text, Any]:
+        now = now_local()
+        when = parse_when(first(value) or "", now)
+        if when is None:
+            dispatcher.utter_message(text="没能识别时间，请说明大概的日期和时间，例如“今天上午8点”或“11月20日14:30”。")
+            return {"report_time": None}
+        if when > now + timedelta(minutes=5):
+            dispatcher.utter_message(text="违法行为发生的时间不能晚于现在，请重新输入。")
+            return {"report_time": None}
+        if now - when > MAX_AGE:
+            dispatcher.utter_message(text="超过7天的违法行为一般不再受理举报，请及时举报。")
+            return {"report_time": None}
+        return {"report_time": when.strftime("%Y-%m-%d %H:%M")}
+
+
+class ValidateReportMisconductForm(ReportForm):
+    def name(self) -> Text:
+        return "validate_report_misconduct_form"
+
+
+class SubmitReport(Action):
+    kind = ""
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        slot = tracker.get_slot
+        fields: Dict[str, Any] = {"location": slot("location"), "latitude": slot("latitude"),
+                                  "longitude": slot("longitude"), "description": slot("description")}
+        if self.kind == "facility":
+            fields["facility_type"] = slot("facility_type") or "other"
+        if self.kind == "violation":
+            fields.update(plate=slot("plate"), violation_type=slot("violation_type") or "other")
+            when = slot("report_time")
+            fields["occurred_at"] = parse_when(when, now_local()) if when else None
+        async with database().session() as session, session.begin():
+            person = await person_of(session, tracker)
+            report = await queries.create_report(session, person_id=person.id, channel=channel_of(tracker),
+                                                 kind=self.kind, photos=list(slot("photos") or []),
+                                                 **{k: v for k, v in fields.items() if v is not None})
+        dispatcher.utter_message(text=replies.report_received(self.kind, report.report_no,
+                                                              len(slot("photos") or [])))
+        return RESET
+
+
+class ActionSubmitFacilityReport(SubmitReport):
+    kind = "facility"
+
+    def name(self) -> Text:
+        return "action_submit_facility_report"
+
+
+class ActionSubmitViolationReport(SubmitReport):
+    kind = "violation"
+
+    def name(self) -> Text:
+        return "action_submit_violation_report"
+
+
+class ActionSubmitMisconductReport(SubmitReport):
+    kind = "misconduct"
+
+    def name(self) -> Text:
+        return "action_submit_misconduct_report"
+
+
+class ActionReportStatus(Action):
+    def name(self) -> Text:
+        return "action_report_status"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        numbers = [re.sub(r"\s", "", v).upper() for v in entity_values(tracker, "report_no")]
+        if not numbers:
+            match = re.search(r"R\s*\d{4}\s*\d{4}\s*\d{4}", latest_text(tracker).upper())
+            numbers = [re.sub(r"\s", "", match.group())] if match else []
+        async with database().session() as session, session.begin():
+            person = await person_of(session, tracker)
+            if numbers:
+                report: Optional[Any] = await queries.report_for(session, person.id, numbers[0])
+                if report is None:
+                    # Someone else's report, or none: the same answer either way.
+                    dispatcher.utter_message(text=replies.report_not_found(numbers[0]))
+                    return []
+                reports = [report]
+            else:
+                reports = await queries.recent_reports(session, person.id)
+        dispatcher.utter_message(text=replies.report_statuses(reports))
+        return []
+
+
+class ActionReportStats(Action):
+    def name(self) -> Text:
+        return "action_report_stats"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        async with database().session() as session, session.begin():
+            person = await person_of(session, tracker)
+            stats = await queries.report_stats(session, person.id)
+        dispatcher.utter_message(text=replies.report_stats(stats))
+        return []

@@ -1,0 +1,63 @@
+"""The metric functions of bench/nlu_quality.py (no model needed)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "nlu_quality", Path(__file__).resolve().parents[1] / "bench" / "nlu_quality.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def test_prf():
+    assert bench.prf(0, 0, 0) == (0.0, 0.0, 0.0)
+    p, r, f = bench.prf(3, 1, 2)
+    assert (p, r) == (0.75, 0.6) and f == pytest.approx(2 * 0.75 * 0.6 / 1.35)
+
+
+def test_plate_values_match_in_any_written_form():
+    gold = [{"entity": "plate", "value": "魯Ｂ·１２３４５"}, {"entity": "plate", "value": "鲁B洞拐幺46"}]
+    predicted = [{"entity": "plate", "value": "鲁B12345", "start": 1, "end": 8},
+                 {"entity": "plate", "value": "鲁b07146", "start": 10, "end": 17}]
+    assert bench.entity_counts(gold, predicted) == {"plate": {"tp": 2}}
+
+
+def test_entity_mismatches_and_duplicates():
+    gold = [{"entity": "facility_type", "value": "signal"}, {"entity": "location", "value": "海尔路"}]
+    predicted = [{"entity": "facility_type", "value": "sign", "start": 0, "end": 3},
+                 {"entity": "vin_suffix", "value": "please", "start": 4, "end": 10},
+                 {"entity": "vin_suffix", "value": "please", "start": 4, "end": 10}]  # two extractors
+    counts = bench.entity_counts(gold, predicted)
+    assert counts == {"facility_type": {"fp": 1, "fn": 1}, "location": {"fn": 1}, "vin_suffix": {"fp": 1}}
+    report = bench.entity_report([(gold, predicted), (gold, gold)])
+    assert report["facility_type"]["precision"] == 0.5 and report["facility_type"]["support"] == 2
+    assert report["vin_suffix"]["f1"] == 0.0
+
+
+def test_intent_report():
+    gold = ["greet", "greet", "faq/pay_fine", "faq/e_ticket"]
+    predicted = ["greet", "nlu_fallback", "faq/pay_fine", "faq/pay_fine"]
+    report = bench.intent_report(gold, predicted)
+    assert report["accuracy"] == 0.5
+    assert [row["intent"] for row in report["per_intent"]] == ["faq/e_ticket", "faq/pay_fine", "greet"]
+    f1 = {row["intent"]: row["f1"] for row in report["per_intent"]}
+    assert f1["faq/e_ticket"] == 0 and f1["faq/pay_fine"] == pytest.approx(2 / 3)
+    assert report["macro_f1"] == pytest.approx((0 + 2 / 3 + 2 / 3) / 3)  # over gold intents only
+    assert report["confusions"][0]["count"] == 1 and len(report["confusions"]) == 2
+    assert bench.intent_report([], [])["macro_f1"] is None
+
+
+@pytest.mark.parametrize("parse, label", [
+    ({"intent": {"name": "greet"}}, "greet"),
+    ({"intent": {"name": "faq"}}, "faq"),
+    ({"intent": {"name": "faq"}, "response_selector": {
+        "faq": {"response": {"intent_response_key": "faq/pay_fine"}}}}, "faq/pay_fine"),
+    ({"intent": {"name": "faq"}, "response_selector": {
+        "default": {"response": {"intent_response_key": "faq/e_ticket"}}}}, "faq/e_ticket"),
+    ({"intent": {"name": "greet"}, "response_selector": {
+        "faq": {"response": {"intent_response_key": "faq/pay_fine"}}}}, "greet"),
+    ({"intent": None}, "None"),
+])
+def test_predicted_label(parse, label):
+    assert bench.predicted_label(parse) == label
