@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -43,6 +44,7 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
 from channels.dedup import DedupStore, dedup_store
+from channels.script import ScriptMemory, guard_payload
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ MODES = ("plain", "compatible", "safe")
 TOKEN_ERRORS = (40001, 40014, 42001)
 # A passive reply or a customer-service text may carry at most 2048 bytes.
 MAX_TEXT_BYTES = 2000
-UNSUPPORTED = "目前只能处理文字和语音消息，请用文字描述您的问题。"
+UNSUPPORTED = "暂不支持这类消息，请用文字、语音、图片或位置描述您的问题。"
 BUSY = "系统繁忙，请稍后再试。"
 
 
@@ -279,6 +281,7 @@ class WeChatInput(InputChannel):
         self._client: Optional[GuardedWeChatClient] = None
         self._dedup: Optional[DedupStore] = None
         self.choices = ChoiceMemory()
+        self.scripts = ScriptMemory()
         self._background: set[asyncio.Task] = set()
 
     @property
@@ -338,11 +341,27 @@ class WeChatInput(InputChannel):
     # -- turning WeChat messages into user messages -----------------------------------------
 
     def _user_text(self, msg: Any) -> Optional[str]:
+        """What Rasa gets: typed text (never an intent payload), or the channel's own payloads for
+        follows, photos, videos and locations."""
         kind = msg.type
         if kind == "text":
-            return self.choices.resolve(msg.source, msg.content or "")
+            content = msg.content or ""
+            self.scripts.observe(msg.source, content)
+            chosen = self.choices.resolve(msg.source, content)
+            return chosen if chosen != content else guard_payload(content)
         if kind == "voice":
-            return getattr(msg, "recognition", None) or None
+            text = getattr(msg, "recognition", None) or None
+            if text:
+                self.scripts.observe(msg.source, text)
+            return guard_payload(text) if text else None
+        if kind == "image":
+            return "/inform" + json.dumps({"photo": msg.image or f"wechat-media:image:{msg.media_id}"})
+        if kind in ("video", "shortvideo"):
+            return "/inform" + json.dumps({"photo": f"wechat-media:video:{msg.media_id}"})
+        if kind == "location":
+            return "/inform" + json.dumps({"location": msg.label or f"{msg.location_x},{msg.location_y}",
+                                           "latitude": str(msg.location_x), "longitude": str(msg.location_y)},
+                                          ensure_ascii=False)
         if kind == "event" and msg.event in ("subscribe", "subscribe_scan"):
             return "/greet"
         return None
@@ -355,7 +374,8 @@ class WeChatInput(InputChannel):
     async def _deliver_later(self, task: asyncio.Task, openid: str, collector: CollectingOutputChannel) -> None:
         try:
             await task
-            text = render_messages(collector.messages)
+            self.choices.remember(openid, collector.messages)
+            text = self.scripts.render(openid, render_messages(collector.messages))
         except Exception:
             logger.exception("wechat: handling a message from %s failed", openid)
             text = BUSY
@@ -396,7 +416,7 @@ class WeChatInput(InputChannel):
             return response.text("success")
         text = self._user_text(msg)
         if text is None:
-            if msg.type in ("image", "location", "video", "shortvideo", "link"):
+            if msg.type in ("link", "file"):
                 return self._reply(msg, UNSUPPORTED, args)
             return response.text("success")
 
@@ -411,9 +431,9 @@ class WeChatInput(InputChannel):
             return response.text("success")
         if task.exception() is not None:
             logger.error("wechat: handling a message from %s failed", msg.source, exc_info=task.exception())
-            return self._reply(msg, BUSY, args)
+            return self._reply(msg, self.scripts.render(msg.source, BUSY), args)
         self.choices.remember(msg.source, collector.messages)
-        pieces = split_text(render_messages(collector.messages))
+        pieces = split_text(self.scripts.render(msg.source, render_messages(collector.messages)))
         if not pieces:
             return response.text("success")
         if len(pieces) > 1:

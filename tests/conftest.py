@@ -51,7 +51,7 @@ def fresh_database(backend: str, tmp: Path):
     return url, lambda: run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="session", params=BACKENDS)
 def backend(request) -> str:
     return request.param
 
@@ -90,7 +90,7 @@ class Assistant:
     settings: object
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def assistant(backend, tmp_path_factory, wechat_api):
     """The real Rasa server and action server on loopback, on this module's database backend."""
     from scripts.stack import Stack, StackConfig, WeChatSettings, prepare_database

@@ -170,17 +170,45 @@ def test_long_answer_is_split_within_wechat_limits(host, wechat_api):
         f"第{i}行：" + "违法记录" * 20 for i in range(30))
 
 
-def test_voice_uses_recognition_and_unsupported_kinds_say_so(host):
+def _xml(openid: str, kind: str, body: str) -> str:
+    return (f"<xml><ToUserName>gh</ToUserName><FromUserName>{openid}</FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime><MsgType>{kind}</MsgType>{body}"
+            f"<MsgId>{next_msg_id()}</MsgId></xml>")
+
+
+def test_voice_image_video_and_location_become_messages(host):
     user = WeChatUser(host.platform)
-    now = int(time.time())
-    voice = (f"<xml><ToUserName>gh</ToUserName><FromUserName>{user.openid}</FromUserName>"
-             f"<CreateTime>{now}</CreateTime><MsgType>voice</MsgType><MediaId>m1</MediaId>"
-             f"<Format>amr</Format><Recognition>查一下违章</Recognition><MsgId>{next_msg_id()}</MsgId></xml>")
+    voice = _xml(user.openid, "voice", "<MediaId>m1</MediaId><Format>amr</Format><Recognition>查一下违章</Recognition>")
     assert user.post_xml(voice).text == "收到：查一下违章"
-    video = (f"<xml><ToUserName>gh</ToUserName><FromUserName>{user.openid}</FromUserName>"
-             f"<CreateTime>{now}</CreateTime><MsgType>video</MsgType><MediaId>m2</MediaId>"
-             f"<ThumbMediaId>t</ThumbMediaId><MsgId>{next_msg_id()}</MsgId></xml>")
-    assert user.post_xml(video).text == UNSUPPORTED
+    image = _xml(user.openid, "image", "<PicUrl>http://mmbiz.example/p1.jpg</PicUrl><MediaId>m2</MediaId>")
+    user.post_xml(image)
+    video = _xml(user.openid, "video", "<MediaId>m3</MediaId><ThumbMediaId>t</ThumbMediaId>")
+    user.post_xml(video)
+    location = _xml(user.openid, "location", "<Location_X>36.0671</Location_X><Location_Y>120.3826</Location_Y>"
+                                             "<Scale>15</Scale><Label>香港中路与山东路路口</Label>")
+    user.post_xml(location)
+    assert host.agent.texts()[1:] == [
+        '/inform{"photo": "http://mmbiz.example/p1.jpg"}',
+        '/inform{"photo": "wechat-media:video:m3"}',
+        '/inform{"location": "香港中路与山东路路口", "latitude": "36.0671", "longitude": "120.3826"}']
+    link = _xml(user.openid, "link", "<Title>t</Title><Description>d</Description><Url>http://x.example</Url>")
+    assert user.post_xml(link).text == UNSUPPORTED
+
+
+def test_typed_text_cannot_pose_as_an_intent_payload(host):
+    user = WeChatUser(host.platform)
+    user.say('/inform{"vin_suffix": "672418"}')
+    assert host.agent.texts() == ['／inform{"vin_suffix": "672418"}']
+
+
+def test_replies_follow_the_users_script(host):
+    user = WeChatUser(host.platform)
+    assert user.say("你好，查违章").text == "收到：你好，查违章"
+    assert user.say("查詢違章").text == "收到：查詢違章"
+    assert user.say("672418").text == "收到：672418"  # no script of its own: the last one holds
+    assert user.say("幫我查一下").text == "收到：幫我查一下"
+    # The agent's simplified answer goes out in traditional characters.
+    assert user.say("buttons").text.startswith("請選擇：")
 
 
 def test_emoji_sql_and_empty_text_are_just_text(host):

@@ -263,7 +263,8 @@ async def _next_number(session: AsyncSession, model, column, prefix: str) -> str
 
 async def create_report(session: AsyncSession, *, person_id: int, channel: str, kind: str,
                         photos: list[str], **fields) -> Report:
-    for _ in range(5):  # two reports numbered at the same instant: the loser takes the next number
+    # Reports numbered at the same instant collide on the unique number: the loser takes the next.
+    for _ in range(50):
         number = await _next_number(session, Report, Report.report_no, "R")
         try:
             async with session.begin_nested():

@@ -1,0 +1,53 @@
+"""Answering in the script the user writes in: traditional in, traditional out."""
+from __future__ import annotations
+
+import threading
+from typing import Callable, Dict, Optional
+
+_lock = threading.Lock()
+_converters: Dict[str, Callable[[str], str]] = {}
+
+
+def _opencc(config: str) -> Callable[[str], str]:
+    with _lock:
+        if config not in _converters:
+            from opencc import OpenCC  # dictionaries load on first use, not at import
+
+            _converters[config] = OpenCC(config).convert
+    return _converters[config]
+
+
+def script_of(text: str) -> Optional[str]:
+    """'traditional' or 'simplified' for text with Chinese characters, None for text without."""
+    if not any("\u4e00" <= c <= "\u9fff" for c in text or ""):
+        return None
+    return "traditional" if _opencc("t2s")(text) != text else "simplified"
+
+
+def to_traditional(text: str) -> str:
+    return _opencc("s2t")(text)
+
+
+class ScriptMemory:
+    """The script each user last wrote in, for messages that have none ("672418", "TD")."""
+
+    def __init__(self, max_users: int = 100_000) -> None:
+        self._scripts: Dict[str, str] = {}
+        self.max_users = max_users
+
+    def observe(self, user: str, text: str) -> str:
+        script = script_of(text)
+        if script is None:
+            return self._scripts.get(user, "simplified")
+        if len(self._scripts) >= self.max_users:
+            self._scripts.clear()
+        self._scripts[user] = script
+        return script
+
+    def render(self, user: str, text: str) -> str:
+        return to_traditional(text) if self._scripts.get(user) == "traditional" else text
+
+
+def guard_payload(text: str) -> str:
+    """Typed text never reaches Rasa as an intent payload: a leading '/' becomes full-width."""
+    return "／" + text[1:] if text.startswith("/") else text

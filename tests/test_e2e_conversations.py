@@ -1,0 +1,283 @@
+"""End to end, every conversation of the public: bindings, points, alerts, reports, appointments,
+FAQ, hand-off, feedback, cancelling and changing the subject, through the WeChat webhook."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from sqlalchemy import select
+
+from actions.records.db import make_sync_engine
+from actions.records.models import (Appointment, ChannelIdentity, Feedback, Handoff, Report, ReportMedia,
+                                    Subscription, Vehicle, VehicleBinding)
+from tests.support.wechat_user import WeChatUser, next_msg_id
+
+pytestmark = pytest.mark.e2e
+
+ASK_PROOF = "后6位"
+
+
+def talk(user: WeChatUser, *messages: str) -> str:
+    """Send each message in turn; the text of the last answer."""
+    reply = None
+    for message in messages:
+        reply = user.say(message)
+        assert reply.status == 200, message
+        assert reply.text is not None, f"no passive answer to {message!r}"
+    return reply.text
+
+
+def query(assistant, statement):
+    engine = make_sync_engine(assistant.database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(statement).all()
+    finally:
+        engine.dispose()
+
+
+def person_id(assistant, user: WeChatUser) -> int:
+    [(pid,)] = query(assistant, select(ChannelIdentity.person_id).where(ChannelIdentity.external_id == user.openid))
+    return pid
+
+
+def send_xml(user: WeChatUser, kind: str, body: str) -> str:
+    xml = (f"<xml><ToUserName>gh</ToUserName><FromUserName>{user.openid}</FromUserName>"
+           f"<CreateTime>{int(time.time())}</CreateTime><MsgType>{kind}</MsgType>{body}"
+           f"<MsgId>{next_msg_id()}</MsgId></xml>")
+    reply = user.post_xml(xml)
+    assert reply.status == 200 and reply.text is not None
+    return reply.text
+
+
+def send_photo(user: WeChatUser, n: int = 1) -> str:
+    return send_xml(user, "image", f"<PicUrl>http://mmbiz.example/{user.openid}-{n}.jpg</PicUrl><MediaId>m{n}</MediaId>")
+
+
+# -- bindings -------------------------------------------------------------------------------
+
+def test_bind_a_vehicle_then_query_without_proof(assistant):
+    user = WeChatUser(assistant.platform)
+    assert ASK_PROOF in talk(user, "绑定车辆鲁B12345")
+    assert "绑定成功" in talk(user, "672418")
+    listing = talk(user, "查违章")  # the only bound vehicle, no proof asked
+    assert "鲁B12345" in listing and "有 3 条未处理" in listing
+    assert "已经绑定" in talk(user, "绑定车辆鲁B12345")
+    bound = talk(user, "我绑定了哪些车")
+    assert "鲁B12345" in bound and "1/5" in bound
+    assert "已解除 鲁B12345 的绑定" in talk(user, "解绑鲁B12345")
+    assert ASK_PROOF in talk(user, "查一下鲁B12345的违章")  # unbound: proof again
+
+
+def test_at_most_five_vehicles(assistant):
+    user = WeChatUser(assistant.platform)
+    cars = query(assistant, select(Vehicle.plate, Vehicle.vin).where(Vehicle.plate.like("鲁B%"))
+                 .order_by(Vehicle.id).offset(10).limit(6))
+    for plate, vin in cars[:5]:
+        talk(user, f"绑定车辆{plate}")
+        assert "绑定成功" in talk(user, vin[-6:]), plate
+    plate, _ = cars[5]
+    assert "最多绑定 5 辆" in talk(user, f"绑定车辆{plate}")
+    assert len(query(assistant, select(VehicleBinding).where(VehicleBinding.person_id == person_id(assistant, user)))) == 5
+
+
+def test_bind_a_licence_then_points_without_proof(assistant):
+    user = WeChatUser(assistant.platform)
+    assert "18位身份证号码" in talk(user, "绑定驾驶证")
+    assert "12位档案编号" in talk(user, "370202199003071233")
+    assert "驾驶证绑定成功" in talk(user, "370200900001")
+    points = talk(user, "我还有几分")
+    assert "已记 6 分，剩余 6 分" in points and "张*明" in points and "张晓明" not in points
+
+
+def test_points_with_proof_and_the_rules(assistant):
+    user = WeChatUser(assistant.platform)
+    talk(user, "查驾照分")
+    talk(user, "370202198511120041")
+    full = talk(user, "370200900002")
+    assert "已记 12 分" in full and "科目一" in full and "不能学法减分" in full
+    other = WeChatUser(assistant.platform)
+    talk(other, "我还有几分", "37020220030521002X")
+    probation = talk(other, "370200900003")
+    assert "实习期" in probation and "记分周期" in probation
+    wrong = WeChatUser(assistant.platform)
+    talk(wrong, "我还有几分", "370202199003071233")
+    assert "档案编号与驾驶证号不符" in talk(wrong, "370200900009")
+
+
+# -- alerts ---------------------------------------------------------------------------------
+
+def test_subscribe_by_sms_and_unsubscribe(assistant):
+    user = WeChatUser(assistant.platform)
+    assert "哪个渠道" in talk(user, "订阅违章提醒")
+    assert "手机号" in talk(user, "短信")
+    assert "11位" in talk(user, "1390000")
+    done = talk(user, "13900001234")
+    assert "订阅成功" in done and "139****1234" in done and "22:00" in done
+    pid = person_id(assistant, user)
+    subs = query(assistant, select(Subscription.alert_kind).where(Subscription.person_id == pid,
+                                                                  Subscription.active.is_(True)))
+    assert {k for (k,) in subs} == {"violation", "inspection", "licence", "report"}
+    assert "已退订" in talk(user, "退订短信提醒")
+    assert query(assistant, select(Subscription).where(Subscription.person_id == pid,
+                                                       Subscription.active.is_(True))) == []
+
+
+def test_subscribe_here_on_wechat(assistant):
+    user = WeChatUser(assistant.platform)
+    assert "哪个渠道" in talk(user, "有违章的话通知我")
+    done = talk(user, "1")  # the first choice: this channel
+    assert "订阅成功" in done and "通过微信发送" in done and "绑定车辆" in done
+    assert "已退订" in talk(user, "TD")
+
+
+# -- reports --------------------------------------------------------------------------------
+
+def test_report_a_broken_signal_with_a_photo(assistant):
+    user = WeChatUser(assistant.platform)
+    asked = talk(user, "香港中路与山东路路口的红绿灯不亮了")
+    assert "照片" in asked
+    assert "已收到 1 张" in send_photo(user)
+    done = talk(user, "好了")
+    number = re.search(r"R\d{12}", done).group()
+    assert "24小时" in done
+    [(kind, facility, location, status)] = query(assistant, select(
+        Report.kind, Report.facility_type, Report.location, Report.status).where(Report.report_no == number))
+    assert (kind, facility, status) == ("facility", "signal", "received") and "香港中路" in location
+    photos = query(assistant, select(ReportMedia.url).join(Report, Report.id == ReportMedia.report_id)
+                   .where(Report.report_no == number))
+    assert len(photos) == 1
+
+
+def test_report_a_facility_with_a_wechat_location(assistant):
+    user = WeChatUser(assistant.platform)
+    assert "位置" in talk(user, "我要报修，有个标志牌倒了")
+    after = send_xml(user, "location", "<Location_X>36.0671</Location_X><Location_Y>120.3826</Location_Y>"
+                                       "<Scale>15</Scale><Label>山东省青岛市市南区东海西路</Label>")
+    assert "照片" in after
+    done = talk(user, "没有")
+    number = re.search(r"R\d{12}", done).group()
+    [(facility, location, lat)] = query(assistant, select(Report.facility_type, Report.location, Report.latitude)
+                                        .where(Report.report_no == number))
+    assert facility == "sign" and "东海西路" in location and lat == "36.0671"
+
+
+def test_report_a_violation_needs_evidence(assistant):
+    user = WeChatUser(assistant.platform)
+    talk(user, "举报鲁B54321在香港中路违停")
+    asked = talk(user, "今天上午8点")
+    assert "照片或视频" in asked
+    rules = talk(user, "好了")
+    assert "至少一张照片或一段视频" in rules and "12秒" in rules
+    send_photo(user)
+    done = talk(user, "好了")
+    number = re.search(r"R\d{12}", done).group()
+    [(kind, plate, vtype, occurred)] = query(assistant, select(Report.kind, Report.plate, Report.violation_type,
+                                                               Report.occurred_at).where(Report.report_no == number))
+    assert (kind, plate, vtype) == ("violation", "鲁B54321", "illegal_parking")
+    assert occurred.hour == 8
+
+
+def test_report_status_and_statistics_are_private(assistant):
+    user = WeChatUser(assistant.platform)
+    done = talk(user, "车管所门口有黄牛，说交钱驾考包过")
+    number = re.search(r"R\d{12}", done).group()
+    assert "诈骗" in done and "保密" in done
+    status = talk(user, f"查询举报{number}")
+    assert number in status and "待审核" in status
+    assert number in talk(user, "我的举报")
+    assert "共提交举报 1 条" in talk(user, "我的举报统计")
+    stranger = WeChatUser(assistant.platform)
+    assert "没有找到" in talk(stranger, f"查询举报{number}")
+    assert "还没有提交过" in talk(stranger, "我的举报")
+
+
+# -- appointments ---------------------------------------------------------------------------
+
+def test_book_a_remote_appointment(assistant):
+    user = WeChatUser(assistant.platform)
+    offer = talk(user, "预约远程视频处理事故")
+    assert "回复 1：" in offer and "时段" in offer
+    assert "手机号" in talk(user, "1")
+    done = talk(user, "13900005678")
+    number = re.search(r"A\d{12}", done).group()
+    assert "139****5678" in done and "视频" in done
+    [(kind, phone)] = query(assistant, select(Appointment.kind, Appointment.contact_phone)
+                            .where(Appointment.appointment_no == number))
+    assert (kind, phone) == ("accident", "13900005678")
+
+
+# -- questions, people, changes of mind ------------------------------------------------------
+
+@pytest.mark.parametrize("question, expected", [
+    ("罚款怎么交", "12123"),
+    ("驾照满12分会怎么样", "12"),
+    ("学法减分怎么弄", "减分"),
+    ("私家车多久年检一次", "年"),
+    ("驾照快到期了怎么换", "90"),
+    ("外地的违章能在青岛处理吗", "违"),
+    ("随手拍有什么要求", "视频"),
+    ("有人说驾考包过靠谱吗", "诈骗"),
+])
+def test_faq_answers(assistant, question, expected):
+    answer = talk(WeChatUser(assistant.platform), question)
+    assert expected in answer
+    assert re.search(r"12123|公安部|办法|条例|规定|官方|为准", answer)  # it says where the source is
+
+
+def test_handoff_and_feedback_are_stored(assistant):
+    user = WeChatUser(assistant.platform)
+    assert "人工" in talk(user, "转人工")
+    assert "感谢您的意见" in talk(user, "建议你们增加英文服务")
+    pid = person_id(assistant, user)
+    assert query(assistant, select(Handoff.status).where(Handoff.person_id == pid)) == [("open",)]
+    assert query(assistant, select(Feedback.text).where(Feedback.person_id == pid)) == [("建议你们增加英文服务",)]
+
+
+def test_cancel_in_the_middle_of_a_form(assistant):
+    user = WeChatUser(assistant.platform)
+    talk(user, "绑定车辆")
+    assert "已取消" in talk(user, "算了不绑了")
+    assert "交警助手" in talk(user, "你好")            # nothing is being asked any more
+    talk(user, "预约远程处理")
+    assert "已取消" in talk(user, "取消")
+
+
+def test_a_question_in_the_middle_of_a_form_and_back(assistant):
+    user = WeChatUser(assistant.platform)
+    assert ASK_PROOF in talk(user, "查一下鲁B12345的违章")
+    detour = talk(user, "罚款在哪里交")
+    assert "12123" in detour and ASK_PROOF in detour   # answered, and the question is asked again
+    assert "有 3 条未处理" in talk(user, "672418")
+
+
+def test_traditional_in_traditional_out(assistant):
+    user = WeChatUser(assistant.platform)
+    asked = talk(user, "查詢魯B12345的違章")
+    assert "為保護車主隱私" in asked
+    listing = talk(user, "672418")
+    assert "條未處理的交通違法記錄" in listing
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("message", ["", "😀😀", "<script>alert(1)</script>", "'; DROP TABLE reports; --",
+                                     "查" * 5000])
+def test_bad_input_gets_a_clear_answer(assistant, message):
+    reply = WeChatUser(assistant.platform).say(message)
+    assert reply.status == 200 and reply.text
+    assert "<script>" not in reply.text
+
+
+@pytest.mark.parametrize("plate", ["鲁BI2345", "鲁BO2345", "鲁B1234", "Q B12345"])
+def test_almost_valid_plates(assistant, plate):
+    text = talk(WeChatUser(assistant.platform), f"查一下{plate}的违章")
+    assert "不是有效的车牌号" in text or "车牌号" in text
+
+
+@pytest.mark.parametrize("proof", ["67241", "6724188"])
+def test_vin_suffix_of_the_wrong_length(assistant, proof):
+    user = WeChatUser(assistant.platform)
+    talk(user, "查一下鲁B12345的违章")
+    assert "应为6个字母或数字" in talk(user, proof)
