@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Text
 
-from rasa_sdk import Action, Tracker
+from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
@@ -19,7 +19,7 @@ from actions.vehicle_proof import BOUND, LIMIT, LOCKED, VERIFIED, VehicleProofFo
 RESET = [SlotSet("plate", None), SlotSet("vin_suffix", None), SlotSet("proof_status", None)]
 
 
-class ValidateBindVehicleForm(VehicleProofForm):
+class ValidateBindVehicleForm(VehicleProofForm, FormValidationAction):
     skip_proof_when_bound = False
 
     def name(self) -> Text:

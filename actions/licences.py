@@ -26,11 +26,10 @@ def normalise_licence(raw: str) -> str:
     return re.sub(r"[\s\-·]", "", to_halfwidth(raw or "")).upper()
 
 
-class LicenceProofForm(FormValidationAction):
-    skip_proof_when_bound = True
+class LicenceProofForm:
+    """Mixed into a FormValidationAction, like VehicleProofForm."""
 
-    def name(self) -> Text:  # pragma: no cover - abstract
-        raise NotImplementedError
+    skip_proof_when_bound = True
 
     async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher,
                              tracker: Tracker, domain: DomainDict) -> List[Text]:
@@ -109,12 +108,12 @@ class LicenceProofForm(FormValidationAction):
         return {"file_no": None}
 
 
-class ValidateQueryPointsForm(LicenceProofForm):
+class ValidateQueryPointsForm(LicenceProofForm, FormValidationAction):
     def name(self) -> Text:
         return "validate_query_points_form"
 
 
-class ValidateBindLicenceForm(LicenceProofForm):
+class ValidateBindLicenceForm(LicenceProofForm, FormValidationAction):
     skip_proof_when_bound = False
 
     def name(self) -> Text:

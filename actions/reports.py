@@ -29,13 +29,11 @@ RESET = [SlotSet(name, None) for name in REPORT_SLOTS]
 MAX_AGE = timedelta(days=7)
 
 
-class ReportForm(FormValidationAction):
-    """Shared by the three report forms: free-text answers, locations and photos."""
+class ReportForm:
+    """Mixed into the three report forms' FormValidationActions: free-text answers, locations
+    and photos."""
 
     photos_required = False
-
-    def name(self) -> Text:  # pragma: no cover - abstract
-        raise NotImplementedError
 
     async def extract_location(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                domain: DomainDict) -> Dict[Text, Any]:
@@ -56,22 +54,22 @@ class ReportForm(FormValidationAction):
 
     async def extract_photos_done(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                   domain: DomainDict) -> Dict[Text, Any]:
-        if tracker.get_slot("requested_slot") != "photos_done" or entity_values(tracker, "photo"):
+        """Photos and videos, whenever they arrive, join the report; "好了" ends them."""
+        new = entity_values(tracker, "photo")
+        if new:
+            photos = list(tracker.get_slot("photos") or [])
+            photos += [p for p in new if p not in photos]
+            photos = photos[:MAX_PHOTOS]
+            if len(photos) >= MAX_PHOTOS:
+                return {"photos": photos, "photos_done": True}
+            if tracker.get_slot("requested_slot") == "photos_done":
+                dispatcher.utter_message(text=f"已收到 {len(photos)} 张。")
+            return {"photos": photos}
+        if tracker.get_slot("requested_slot") != "photos_done":
             return {}
         if latest_intent(tracker) in ("affirm", "deny") or DONE_WORDS.match(latest_text(tracker)):
             return {"photos_done": True}
         return {}
-
-    async def validate_photo(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
-                             domain: DomainDict) -> Dict[Text, Any]:
-        photos = list(tracker.get_slot("photos") or [])
-        new = value if isinstance(value, list) else [value]
-        photos += [str(p) for p in new if p and str(p) not in photos]
-        photos = photos[:MAX_PHOTOS]
-        done = True if len(photos) >= MAX_PHOTOS else tracker.get_slot("photos_done")
-        if not done and tracker.get_slot("requested_slot") == "photos_done":
-            dispatcher.utter_message(text=f"已收到 {len(photos)} 张，可以继续发送，发完请回复“好了”。")
-        return {"photo": None, "photos": photos, "photos_done": done}
 
     async def validate_photos_done(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                    domain: DomainDict) -> Dict[Text, Any]:
@@ -97,7 +95,7 @@ class ReportForm(FormValidationAction):
         return {"description": text[:1000]}
 
 
-class ValidateReportFacilityForm(ReportForm):
+class ValidateReportFacilityForm(ReportForm, FormValidationAction):
     def name(self) -> Text:
         return "validate_report_facility_form"
 
@@ -107,7 +105,7 @@ class ValidateReportFacilityForm(ReportForm):
         return {"facility_type": kind if kind in FACILITY_TYPES else "other"}
 
 
-class ValidateReportViolationForm(ReportForm):
+class ValidateReportViolationForm(ReportForm, FormValidationAction):
     photos_required = True
 
     def name(self) -> Text:
@@ -157,12 +155,14 @@ class ValidateReportViolationForm(ReportForm):
         return {"report_time": when.strftime("%Y-%m-%d %H:%M")}
 
 
-class ValidateReportMisconductForm(ReportForm):
+class ValidateReportMisconductForm(ReportForm, FormValidationAction):
     def name(self) -> Text:
         return "validate_report_misconduct_form"
 
 
-class SubmitReport(Action):
+class SubmitReport:
+    """Mixed into the three submit actions; `kind` says which report it files."""
+
     kind = ""
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
@@ -186,21 +186,21 @@ class SubmitReport(Action):
         return RESET
 
 
-class ActionSubmitFacilityReport(SubmitReport):
+class ActionSubmitFacilityReport(SubmitReport, Action):
     kind = "facility"
 
     def name(self) -> Text:
         return "action_submit_facility_report"
 
 
-class ActionSubmitViolationReport(SubmitReport):
+class ActionSubmitViolationReport(SubmitReport, Action):
     kind = "violation"
 
     def name(self) -> Text:
         return "action_submit_violation_report"
 
 
-class ActionSubmitMisconductReport(SubmitReport):
+class ActionSubmitMisconductReport(SubmitReport, Action):
     kind = "misconduct"
 
     def name(self) -> Text:

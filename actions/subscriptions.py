@@ -119,8 +119,9 @@ class ActionUnsubscribe(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        named = entity_values(tracker, "channel")
+        named = [c for c in entity_values(tracker, "channel") if c in CHANNEL_NAMES]
         text = latest_text(tracker)
+        named = named or [c for word, c in CHANNEL_WORDS.items() if word in text.lower()]
         everything = "全部" in text or "所有" in text
         channel = None if everything else (named[0] if named else channel_of(tracker))
         async with database().session() as session, session.begin():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Text
 
-from rasa_sdk import FormValidationAction, Tracker
+from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -20,13 +20,12 @@ PROOF_TOKEN = re.compile(rf"(?<![A-Za-z0-9{PROVINCES}])[A-Za-z0-9]{{4,17}}(?![A-
 PLATE_LIKE = re.compile(rf"[{PROVINCES}][A-Za-z][A-Za-z0-9]{{1,8}}")
 
 
-class VehicleProofForm(FormValidationAction):
-    """Subclasses name the form and say what a bound vehicle means for it."""
+class VehicleProofForm:
+    """Mixed into a FormValidationAction (first, so that its methods win): the subclass names
+    the form and says what a bound vehicle means for it. Not an Action itself, so rasa_sdk does
+    not try to register it."""
 
     skip_proof_when_bound = True
-
-    def name(self) -> Text:  # pragma: no cover - abstract
-        raise NotImplementedError
 
     async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher,
                              tracker: Tracker, domain: DomainDict) -> List[Text]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import List, Text
 
-from rasa_sdk import Action, Tracker
+from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
@@ -17,7 +17,7 @@ from actions.vehicle_proof import BOUND, LOCKED, VERIFIED, VehicleProofForm
 RESET = [SlotSet("plate", None), SlotSet("vin_suffix", None), SlotSet("proof_status", None)]
 
 
-class ValidateQueryViolationsForm(VehicleProofForm):
+class ValidateQueryViolationsForm(VehicleProofForm, FormValidationAction):
     def name(self) -> Text:
         return "validate_query_violations_form"
 

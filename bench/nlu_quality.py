@@ -137,8 +137,10 @@ def train_model(out_dir: Path) -> tuple[Path, float]:
     elapsed = time.monotonic() - started
     models = sorted(out_dir.glob("*.tar.gz"))
     if result.returncode != 0 or not models:
-        print(log.read_text()[-4000:], file=sys.stderr)
-        raise SystemExit("training failed")
+        lines = [line for line in log.read_text(errors="replace").replace("\r", "\n").splitlines()
+                 if line.strip() and not line.startswith(("Epochs:", "Processed"))]
+        print("\n".join(lines[-25:]), file=sys.stderr)
+        raise SystemExit(f"training failed after {elapsed:.0f} s (log above)")
     return models[-1], elapsed
 
 
@@ -187,6 +189,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     from rasa.utils.log_utils import configure_structlog
     configure_structlog(logging.WARNING)
+    import jieba
+    jieba.setLogLevel(logging.WARNING)
 
     with tempfile.TemporaryDirectory(prefix="nlu-quality-") as tmp:
         train_seconds = None

@@ -18,34 +18,37 @@ my_report_stats report_misconduct book_remote_processing faq""".split()
 ENTITIES = """plate vin_suffix licence_no file_no report_no appointment_no phone email facility_type
 violation_type location time channel appointment_kind photo latitude longitude appointment_slot""".split()
 
-def ent(name, **cond):
+def ent(name, forms=(), requested_slot=None):
+    """From an entity; with forms, only while one of them asks for this slot."""
     m = {"type": "from_entity", "entity": name}
-    if cond: m["conditions"] = [cond]
+    if forms:
+        m["conditions"] = [{"active_loop": f, "requested_slot": requested_slot} for f in forms]
     return m
-CUSTOM = {"type": "custom"}
+def custom():
+    return {"type": "custom"}
 
 SLOTS = {
-  "plate": ("text", [ent("plate"), CUSTOM]),
-  "vin_suffix": ("text", [ent("vin_suffix", requested_slot="vin_suffix"), CUSTOM]),
-  "proof_status": ("text", [CUSTOM]),
-  "licence_no": ("text", [ent("licence_no"), CUSTOM]),
-  "file_no": ("text", [ent("file_no", requested_slot="file_no"), CUSTOM]),
-  "alert_channel": ("text", [CUSTOM]),
-  "phone": ("text", [ent("phone"), CUSTOM]),
-  "email": ("text", [ent("email"), CUSTOM]),
+  "plate": ("text", [ent("plate"), custom()]),
+  "vin_suffix": ("text", [ent("vin_suffix", ("query_violations_form", "bind_vehicle_form"), "vin_suffix"), custom()]),
+  "proof_status": ("text", [custom()]),
+  "licence_no": ("text", [ent("licence_no"), custom()]),
+  "file_no": ("text", [ent("file_no", ("query_points_form", "bind_licence_form"), "file_no"), custom()]),
+  "alert_channel": ("text", [custom()]),
+  "phone": ("text", [ent("phone"), custom()]),
+  "email": ("text", [ent("email"), custom()]),
   "facility_type": ("text", [ent("facility_type")]),
-  "location": ("text", [ent("location"), CUSTOM]),
+  "location": ("text", [ent("location"), custom()]),
   "latitude": ("text", [ent("latitude")]),
   "longitude": ("text", [ent("longitude")]),
-  "description": ("text", [CUSTOM]),
+  "description": ("text", [custom()]),
   "photo": ("text", [ent("photo")]),
-  "photos": ("list", [CUSTOM]),
-  "photos_done": ("bool", [CUSTOM]),
+  "photos": ("list", [custom()]),
+  "photos_done": ("bool", [custom()]),
   "violation_type": ("text", [ent("violation_type")]),
-  "report_time": ("text", [ent("time"), CUSTOM]),
-  "appointment_kind": ("text", [ent("appointment_kind"), CUSTOM]),
-  "appointment_slot": ("text", [ent("appointment_slot"), CUSTOM]),
-  "offered_slots": ("list", [CUSTOM]),
+  "report_time": ("text", [ent("time"), custom()]),
+  "appointment_kind": ("text", [ent("appointment_kind"), custom()]),
+  "appointment_slot": ("text", [ent("appointment_slot"), custom()]),
+  "offered_slots": ("list", [custom()]),
 }
 
 FORMS = {
@@ -139,13 +142,14 @@ def rule(name, steps, condition=None):
 
 SIMPLE = [("greet", "utter_greet"), ("goodbye", "utter_goodbye"), ("thank", "utter_thank"), ("help", "utter_help"),
           ("out_of_scope", "utter_out_of_scope"), ("nlu_fallback", "utter_default"), ("faq", "utter_faq"),
-          ("affirm", "utter_ok"), ("deny", "utter_ok"), ("inform", "utter_default"), ("cancel", "action_cancel"),
+          ("affirm", "utter_ok"), ("deny", "utter_ok"), ("inform", "utter_default"),
           ("human_handoff", "action_human_handoff"), ("feedback_suggestion", "action_store_feedback"),
           ("list_bindings", "action_list_bindings"), ("unbind_vehicle", "action_unbind_vehicle"),
           ("unsubscribe_alerts", "action_unsubscribe"), ("query_report_status", "action_report_status"),
           ("my_report_stats", "action_report_stats")]
 for intent, action in SIMPLE:
     rule(f"{intent}: {action}", [{"intent": intent}, {"action": action}])
+rule("cancel with nothing under way", [{"intent": "cancel"}, {"action": "action_cancel"}, {"active_loop": None}])
 
 INTERRUPTIONS = [("faq", "utter_faq"), ("help", "utter_help"), ("greet", "utter_greet"),
                  ("out_of_scope", "utter_out_of_scope"), ("thank", "utter_thank"), ("nlu_fallback", "utter_default")]

@@ -166,7 +166,7 @@ def test_report_a_facility_with_a_wechat_location(assistant):
 def test_report_a_violation_needs_evidence(assistant):
     user = WeChatUser(assistant.platform)
     talk(user, "举报鲁B54321在香港中路违停")
-    asked = talk(user, "今天上午8点")
+    asked = talk(user, "昨天上午8点")
     assert "照片或视频" in asked
     rules = talk(user, "好了")
     assert "至少一张照片或一段视频" in rules and "12秒" in rules

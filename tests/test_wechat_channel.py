@@ -283,3 +283,16 @@ def test_template_messages_through_wechatpy(wechat_api):
     with pytest.raises(WeChatClientException) as err:
         client.message.send_template("o_template_user", "TPL_VIOLATION", too_long)
     assert err.value.errcode == 47003
+
+
+def test_two_processes_share_one_access_token_through_redis(wechat_api):
+    url = need_service(REDIS_URL, "redis")
+    settings = WeChatSettings.generate(app_id=wechat_api.app_id, app_secret=wechat_api.app_secret,
+                                       api_base=wechat_api.url, token_store=url)
+    config = WeChatConfig.from_credentials(settings.credentials())
+    first, second = make_client(config), make_client(config)  # as two processes would make them
+    first.session.delete(first.access_token_key)
+    fetches = wechat_api.token_fetches
+    first.message.send_text("o_shared_token", "一")
+    second.message.send_text("o_shared_token", "二")
+    assert wechat_api.token_fetches == fetches + 1
