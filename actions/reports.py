@@ -52,20 +52,30 @@ class ReportForm:
             return {"description": text[:1000]}
         return {}
 
+    async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher,
+                             tracker: Tracker, domain: DomainDict) -> List[Text]:
+        # rasa_sdk returns only required slots: "photos" is listed last so that the photos
+        # gathered on the way survive. It starts as [] and so is never asked for.
+        return domain_slots + ["photos"] if "photos_done" in domain_slots else domain_slots
+
+    async def extract_photos(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                             domain: DomainDict) -> Dict[Text, Any]:
+        """Photos and videos, whenever they arrive, join the report (at most MAX_PHOTOS)."""
+        photos = list(tracker.get_slot("photos") or [])
+        new = [p for p in entity_values(tracker, "photo") if p not in photos]
+        if not new:
+            return {"photos": photos}
+        photos = (photos + new)[:MAX_PHOTOS]
+        if len(photos) >= MAX_PHOTOS:
+            return {"photos": photos, "photos_done": True}
+        if tracker.get_slot("requested_slot") == "photos_done":
+            dispatcher.utter_message(text=f"已收到 {len(photos)} 张。")
+        return {"photos": photos}
+
     async def extract_photos_done(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                   domain: DomainDict) -> Dict[Text, Any]:
-        """Photos and videos, whenever they arrive, join the report; "好了" ends them."""
-        new = entity_values(tracker, "photo")
-        if new:
-            photos = list(tracker.get_slot("photos") or [])
-            photos += [p for p in new if p not in photos]
-            photos = photos[:MAX_PHOTOS]
-            if len(photos) >= MAX_PHOTOS:
-                return {"photos": photos, "photos_done": True}
-            if tracker.get_slot("requested_slot") == "photos_done":
-                dispatcher.utter_message(text=f"已收到 {len(photos)} 张。")
-            return {"photos": photos}
-        if tracker.get_slot("requested_slot") != "photos_done":
+        """"好了", "没有" and the like end the photos."""
+        if tracker.get_slot("requested_slot") != "photos_done" or entity_values(tracker, "photo"):
             return {}
         if latest_intent(tracker) in ("affirm", "deny") or DONE_WORDS.match(latest_text(tracker)):
             return {"photos_done": True}

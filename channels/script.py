@@ -25,7 +25,9 @@ def script_of(text: str) -> Optional[str]:
 
 
 def to_traditional(text: str) -> str:
-    return _opencc("s2t")(text)
+    # Taiwan-standard characters (為, 裡) are what people who write traditional actually use;
+    # OpenCC's generic s2t picks variants such as 爲.
+    return _opencc("s2tw")(text)
 
 
 class ScriptMemory:
