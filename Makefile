@@ -12,4 +12,8 @@ bench:
 	bash scripts/bootstrap.sh
 	.venv/bin/python bench/wechat_latency.py $(ARGS)
 
-.PHONY: run test chat bench
+bench-nlu:
+	bash scripts/bootstrap.sh
+	.venv/bin/python bench/nlu_quality.py $(ARGS)
+
+.PHONY: run test chat bench bench-nlu
