@@ -3,7 +3,7 @@ import asyncio
 import re
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from actions.records import queries
 from actions.records.db import Database

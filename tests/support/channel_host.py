@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from typing import Optional
 
 from rasa.core.channels.channel import InputChannel, UserMessage
 from sanic import Sanic

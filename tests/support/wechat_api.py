@@ -13,7 +13,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 from aiohttp import web
 
