@@ -10,7 +10,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import replies
-from actions.common import entity_values, first, latest_text, normalised_phone, person_of
+from actions.common import PhoneSlot, entity_values, first, latest_text, person_of
 from actions.records import queries
 from actions.records.models import AppointmentSlot
 from actions.runtime import database
@@ -24,7 +24,7 @@ def slot_title(slot: AppointmentSlot) -> str:
     return f"{slot.starts_at:%m月%d日}（周{WEEKDAYS[slot.starts_at.weekday()]}）{slot.starts_at:%H:%M}-{slot.ends_at:%H:%M}"
 
 
-class ValidateBookRemoteProcessingForm(FormValidationAction):
+class ValidateBookRemoteProcessingForm(PhoneSlot, FormValidationAction):
     def name(self) -> Text:
         return "validate_book_remote_processing_form"
 
@@ -51,13 +51,6 @@ class ValidateBookRemoteProcessingForm(FormValidationAction):
             return {"appointment_slot": offered[int(text) - 1]}
         return {"appointment_slot": "invalid"} if text.isdigit() else {}
 
-    async def extract_phone(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                            domain: DomainDict) -> Dict[Text, Any]:
-        if tracker.get_slot("requested_slot") != "phone" or entity_values(tracker, "phone"):
-            return {}
-        text = latest_text(tracker)
-        return {"phone": normalised_phone(text) or text[:20]} if re.search(r"\d", text) else {}
-
     async def validate_appointment_kind(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                         domain: DomainDict) -> Dict[Text, Any]:
         kind = first(value)
@@ -70,13 +63,6 @@ class ValidateBookRemoteProcessingForm(FormValidationAction):
             dispatcher.utter_message(text="请回复列表中的序号选择时段。")
             return {"appointment_slot": None}
         return {"appointment_slot": chosen}
-
-    async def validate_phone(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
-                             domain: DomainDict) -> Dict[Text, Any]:
-        phone = normalised_phone(first(value) or "")
-        if phone is None:
-            dispatcher.utter_message(text=replies.malformed_phone())
-        return {"phone": phone}
 
 
 class ActionAskAppointmentSlot(Action):

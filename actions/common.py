@@ -59,3 +59,19 @@ def normalised_phone(text: str) -> Optional[str]:
 
 async def person_of(session: AsyncSession, tracker: Tracker) -> Person:
     return await queries.person_for(session, channel_of(tracker), tracker.sender_id)
+
+
+class PhoneSlot:
+    """Mixed into a form's validation action: a mobile number asked for as `phone`."""
+
+    async def extract_phone(self, dispatcher, tracker: Tracker, domain) -> dict:
+        if tracker.get_slot("requested_slot") != "phone" or entity_values(tracker, "phone"):
+            return {}
+        text = latest_text(tracker)
+        return {"phone": normalised_phone(text) or text[:20]} if re.search(r"\d", text) else {}
+
+    async def validate_phone(self, value: Any, dispatcher, tracker: Tracker, domain) -> dict:
+        phone = normalised_phone(first(value) or "")
+        if phone is None:
+            dispatcher.utter_message(text="手机号应为11位数字（如 13900001234），请重新输入。")
+        return {"phone": phone}

@@ -145,10 +145,6 @@ def subscribe_there(name: str) -> str:
     return f"{name}提醒需要在{name}里订阅：请在{name}向我们发送“订阅提醒”。也可以选择本渠道、短信或电子邮件。"
 
 
-def malformed_phone() -> str:
-    return "手机号应为11位数字（如 13900001234），请重新输入。"
-
-
 def subscribed(name: str, channel: str, address: str | None, has_vehicle: bool) -> str:
     from actions.records.masking import mask_phone
 

@@ -10,7 +10,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import replies
-from actions.common import channel_of, entity_values, first, latest_intent, latest_text, normalised_phone, person_of
+from actions.common import PhoneSlot, channel_of, entity_values, first, latest_intent, latest_text, person_of
 from actions.records import queries
 from actions.runtime import database
 
@@ -22,7 +22,7 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 RESET = [SlotSet("alert_channel", None), SlotSet("phone", None), SlotSet("email", None)]
 
 
-class ValidateSubscribeForm(FormValidationAction):
+class ValidateSubscribeForm(PhoneSlot, FormValidationAction):
     def name(self) -> Text:
         return "validate_subscribe_form"
 
@@ -50,13 +50,6 @@ class ValidateSubscribeForm(FormValidationAction):
             return {"alert_channel": {"1": channel_of(tracker), "2": "sms", "3": "email"}[text]}
         return {}
 
-    async def extract_phone(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                            domain: DomainDict) -> Dict[Text, Any]:
-        if tracker.get_slot("requested_slot") != "phone":
-            return {}
-        text = latest_text(tracker)
-        return {"phone": normalised_phone(text) or text[:20]} if re.search(r"\d", text) else {}
-
     async def extract_email(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                             domain: DomainDict) -> Dict[Text, Any]:
         if tracker.get_slot("requested_slot") != "email":
@@ -74,13 +67,6 @@ class ValidateSubscribeForm(FormValidationAction):
         if channel in CHANNEL_NAMES:
             dispatcher.utter_message(text=replies.subscribe_there(CHANNEL_NAMES[channel]))
         return {"alert_channel": None}
-
-    async def validate_phone(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
-                             domain: DomainDict) -> Dict[Text, Any]:
-        phone = normalised_phone(first(value) or "")
-        if phone is None:
-            dispatcher.utter_message(text=replies.malformed_phone())
-        return {"phone": phone}
 
     async def validate_email(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                              domain: DomainDict) -> Dict[Text, Any]:
