@@ -13,8 +13,8 @@ from actions.common import channel_of, entity_values, person_of
 from actions.records import queries
 from actions.records.masking import mask_id_number
 from actions.records.plates import parse_plate
-from actions.runtime import database, settings
-from actions.vehicle_proof import BOUND, LIMIT, LOCKED, VERIFIED, VehicleProofForm
+from actions.runtime import database
+from actions.vehicle_proof import BOUND, LIMIT, VehicleProofForm, proved_vehicle
 
 RESET = [SlotSet("plate", None), SlotSet("vin_suffix", None), SlotSet("proof_status", None)]
 
@@ -39,26 +39,19 @@ class ActionBindVehicle(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        cfg = settings()
-        plate, status, proof = (tracker.get_slot(s) for s in ("plate", "proof_status", "vin_suffix"))
+        plate, status = tracker.get_slot("plate"), tracker.get_slot("proof_status")
         if not plate:
             return RESET
+        if status == BOUND:
+            dispatcher.utter_message(text=replies.already_bound(plate))
+            return RESET
+        if status == LIMIT:
+            dispatcher.utter_message(text=replies.binding_limit(queries.MAX_BOUND_VEHICLES))
+            return RESET
         async with database().session() as session, session.begin():
-            person = await person_of(session, tracker)
-            if status == BOUND:
-                dispatcher.utter_message(text=replies.already_bound(plate))
-                return RESET
-            if status == LIMIT:
-                dispatcher.utter_message(text=replies.binding_limit(queries.MAX_BOUND_VEHICLES))
-                return RESET
-            if status == LOCKED:
-                until = await queries.proof_locked_until(session, person.id, plate, cfg.proof)
-                if until is not None:
-                    dispatcher.utter_message(text=replies.locked_out(until))
-                    return RESET
-            vehicle = await queries.vehicle_by_plate(session, plate)
-            if vehicle is None or status != VERIFIED or not queries.proof_matches(vehicle, proof, cfg.proof_length):
-                dispatcher.utter_message(response="utter_default")
+            # Binding needs this conversation's proof: an existing binding does not count.
+            person, vehicle = await proved_vehicle(session, tracker, dispatcher, binding_counts=False)
+            if vehicle is None:
                 return RESET
             if len(await queries.bound_vehicles(session, person.id)) >= queries.MAX_BOUND_VEHICLES:
                 dispatcher.utter_message(text=replies.binding_limit(queries.MAX_BOUND_VEHICLES))

@@ -125,3 +125,25 @@ class VehicleProofForm:
             left = await queries.failures_left(session, person.id, cfg.proof)
         dispatcher.utter_message(text=replies.wrong_proof(left, cfg.proof_length))
         return {"vin_suffix": None}
+
+
+async def proved_vehicle(session, tracker: Tracker, dispatcher: CollectingDispatcher, *,
+                         binding_counts: bool):
+    """At submit time, the vehicle the form proved (or, if binding_counts, one the person has
+    bound), checked once more against the records; else None after saying why."""
+    cfg = settings()
+    plate, status, proof = (tracker.get_slot(s) for s in ("plate", "proof_status", "vin_suffix"))
+    person = await person_of(session, tracker)
+    if status == LOCKED:
+        until = await queries.proof_locked_until(session, person.id, plate, cfg.proof)
+        if until is not None:
+            dispatcher.utter_message(text=replies.locked_out(until))
+            return person, None
+    vehicle = await queries.vehicle_by_plate(session, plate)
+    proved = vehicle is not None and (
+        (binding_counts and await queries.is_bound(session, person.id, vehicle.id))
+        or (status == VERIFIED and queries.proof_matches(vehicle, proof, cfg.proof_length)))
+    if not proved:
+        dispatcher.utter_message(response="utter_default")
+        return person, None
+    return person, vehicle

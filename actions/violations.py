@@ -9,10 +9,10 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import replies
-from actions.common import channel_of, person_of
+from actions.common import channel_of
 from actions.records import queries
 from actions.runtime import database, settings
-from actions.vehicle_proof import BOUND, LOCKED, VERIFIED, VehicleProofForm
+from actions.vehicle_proof import BOUND, VehicleProofForm, proved_vehicle
 
 RESET = [SlotSet("plate", None), SlotSet("vin_suffix", None), SlotSet("proof_status", None)]
 
@@ -30,30 +30,18 @@ class ActionShowViolations(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        cfg = settings()
-        plate = tracker.get_slot("plate")
-        status = tracker.get_slot("proof_status")
-        proof = tracker.get_slot("vin_suffix")
+        plate, status = tracker.get_slot("plate"), tracker.get_slot("proof_status")
         if not plate:
             return RESET
         async with database().session() as session, session.begin():
-            person = await person_of(session, tracker)
-            if status == LOCKED:
-                until = await queries.proof_locked_until(session, person.id, plate, cfg.proof)
-                if until is not None:
-                    dispatcher.utter_message(text=replies.locked_out(until))
-                    return RESET
-            vehicle = await queries.vehicle_by_plate(session, plate)
-            allowed = vehicle is not None and (
-                await queries.is_bound(session, person.id, vehicle.id)
-                or (status == VERIFIED and queries.proof_matches(vehicle, proof, cfg.proof_length)))
-            if not allowed:
-                dispatcher.utter_message(response="utter_default")
+            person, vehicle = await proved_vehicle(session, tracker, dispatcher, binding_counts=True)
+            if vehicle is None:
                 return RESET
             rows = await queries.unprocessed_violations(session, vehicle.id)
             await queries.audit(session, person_id=person.id, channel=channel_of(tracker),
                                 sender_id=tracker.sender_id, action="disclose_violations", subject=plate,
                                 detail={"records": [r.record_no for r in rows],
                                         "proof": "binding" if status == BOUND else "vin_suffix"})
-        dispatcher.utter_message(text=replies.violations_list(plate, vehicle.owner_name, rows, cfg.max_listed))
+        dispatcher.utter_message(text=replies.violations_list(plate, vehicle.owner_name, rows,
+                                                              settings().max_listed))
         return RESET
