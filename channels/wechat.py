@@ -43,8 +43,9 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
+from channels import base
+from channels.base import Background, ChannelConfigError, Conversations, Credentials, answer_within, render_messages
 from channels.dedup import DedupStore, dedup_store
-from channels.script import ScriptMemory, guard_payload
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +54,9 @@ TOKEN_ERRORS = (40001, 40014, 42001)
 # A passive reply or a customer-service text may carry at most 2048 bytes.
 MAX_TEXT_BYTES = 2000
 UNSUPPORTED = "暂不支持这类消息，请用文字、语音、图片或位置描述您的问题。"
-BUSY = "系统繁忙，请稍后再试。"
 
 
-class WeChatConfigError(ValueError):
+class WeChatConfigError(ChannelConfigError):
     pass
 
 
@@ -76,49 +76,21 @@ class WeChatConfig:
 
     @classmethod
     def from_credentials(cls, creds: Optional[Dict[Text, Any]]) -> "WeChatConfig":
-        creds = dict(creds or {})
-        where = "credentials.yml channels.wechat.WeChatInput"
-
-        def need(key: str) -> str:
-            value = creds.get(key)
-            if value is None or str(value).strip() == "":
-                raise WeChatConfigError(f"{where}: '{key}' is required")
-            return str(value).strip()
-
-        def number(key: str, default: float, low: float, high: float) -> float:
-            raw = creds.get(key, default)
-            try:
-                value = float(raw if raw not in (None, "") else default)
-            except (TypeError, ValueError):
-                raise WeChatConfigError(f"{where}: '{key}' must be a number, got {raw!r}") from None
-            if not low <= value <= high:
-                raise WeChatConfigError(f"{where}: '{key}' must be between {low} and {high}, got {value}")
-            return value
-
-        token = need("token")
+        c = Credentials("credentials.yml channels.wechat.WeChatInput", creds, WeChatConfigError)
+        token = c.need("token")
         if not re.fullmatch(r"[A-Za-z0-9]{3,32}", token):
-            raise WeChatConfigError(f"{where}: 'token' must be 3-32 letters or digits")
-        mode = str(creds.get("mode") or "safe").strip()
-        if mode not in MODES:
-            raise WeChatConfigError(f"{where}: 'mode' must be one of {', '.join(MODES)}, got {mode!r}")
-        aes_key = str(creds.get("encoding_aes_key") or "").strip() or None
+            c.fail("token", "must be 3-32 letters or digits")
+        mode = c.choice("mode", MODES, "safe")
+        aes_key = c.text("encoding_aes_key")
         if mode != "plain" and (aes_key is None or not re.fullmatch(r"[A-Za-z0-9]{43}", aes_key)):
-            raise WeChatConfigError(f"{where}: 'encoding_aes_key' must be 43 letters or digits in {mode} mode")
-        base = str(creds.get("api_base_url") or "https://api.weixin.qq.com").strip().rstrip("/")
-        if not base.startswith(("http://", "https://")):
-            raise WeChatConfigError(f"{where}: 'api_base_url' must be an http(s) URL, got {base!r}")
-        for key in ("dedup", "token_store"):
-            spec = str(creds.get(key) or "memory")
-            if spec != "memory" and not spec.startswith(("redis://", "rediss://", "unix://")):
-                raise WeChatConfigError(f"{where}: '{key}' must be 'memory' or a redis:// URL")
+            c.fail("encoding_aes_key", f"must be 43 letters or digits in {mode} mode")
         return cls(
-            token=token, app_id=need("app_id"), app_secret=need("app_secret"),
-            encoding_aes_key=aes_key, mode=mode, api_base_url=base,
-            reply_budget=number("reply_budget", 4.0, 0.0, 4.8),
-            max_body_bytes=int(number("max_body_bytes", 65536, 1024, 10 * 1024 * 1024)),
-            max_clock_skew=int(number("max_clock_skew", 300, 1, 86400)),
-            dedup=str(creds.get("dedup") or "memory"),
-            token_store=str(creds.get("token_store") or "memory"),
+            token=token, app_id=c.need("app_id"), app_secret=c.need("app_secret"),
+            encoding_aes_key=aes_key, mode=mode, api_base_url=c.url("api_base_url", "https://api.weixin.qq.com"),
+            reply_budget=c.number("reply_budget", 4.0, 0.0, 4.8),
+            max_body_bytes=c.integer("max_body_bytes", 65536, 1024, 10 * 1024 * 1024),
+            max_clock_skew=c.integer("max_clock_skew", 300, 1, 86400),
+            dedup=c.store("dedup"), token_store=c.store("token_store"),
         )
 
 
@@ -176,59 +148,7 @@ def make_client(config: WeChatConfig) -> GuardedWeChatClient:
 
 def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> List[str]:
     """Cut a text into pieces of at most `limit` UTF-8 bytes, at line breaks where possible."""
-    pieces, current = [], ""
-    for line in text.split("\n"):
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate.encode()) <= limit:
-            current = candidate
-            continue
-        if current:
-            pieces.append(current)
-        while len(line.encode()) > limit:
-            cut = limit // 3
-            pieces.append(line[:cut])
-            line = line[cut:]
-        current = line
-    if current:
-        pieces.append(current)
-    return pieces
-
-
-def render_messages(messages: List[Dict[str, Any]]) -> str:
-    """Rasa's bot messages as one WeChat text: buttons become numbered choices."""
-    parts = []
-    for msg in messages:
-        lines = [msg["text"]] if msg.get("text") else []
-        for i, button in enumerate(msg.get("buttons") or [], start=1):
-            lines.append(f"回复 {i}：{button.get('title', '')}")
-        if msg.get("image"):
-            lines.append(msg["image"])
-        if lines:
-            parts.append("\n".join(lines))
-    return "\n\n".join(parts)
-
-
-class ChoiceMemory:
-    """The numbered choices last offered to each user, so that "1" maps back to a payload."""
-
-    def __init__(self, max_users: int = 50_000) -> None:
-        self._choices: Dict[str, List[str]] = {}
-        self.max_users = max_users
-
-    def remember(self, user: str, messages: List[Dict[str, Any]]) -> None:
-        payloads = [b.get("payload") or b.get("title", "") for m in messages for b in m.get("buttons") or []]
-        if payloads:
-            if len(self._choices) >= self.max_users:
-                self._choices.clear()
-            self._choices[user] = payloads
-        else:
-            self._choices.pop(user, None)
-
-    def resolve(self, user: str, text: str) -> str:
-        choices = self._choices.get(user)
-        if choices and text.strip().isdigit() and 1 <= int(text.strip()) <= len(choices):
-            return choices[int(text.strip()) - 1]
-        return text
+    return base.split_text(text, limit)
 
 
 class WeChatOutput(OutputChannel):
@@ -280,9 +200,8 @@ class WeChatInput(InputChannel):
             if config.encoding_aes_key else None
         self._client: Optional[GuardedWeChatClient] = None
         self._dedup: Optional[DedupStore] = None
-        self.choices = ChoiceMemory()
-        self.scripts = ScriptMemory()
-        self._background: set[asyncio.Task] = set()
+        self.conversations = Conversations()
+        self.background = Background()
 
     @property
     def client(self) -> GuardedWeChatClient:
@@ -345,15 +264,10 @@ class WeChatInput(InputChannel):
         follows, photos, videos and locations."""
         kind = msg.type
         if kind == "text":
-            content = msg.content or ""
-            self.scripts.observe(msg.source, content)
-            chosen = self.choices.resolve(msg.source, content)
-            return chosen if chosen != content else guard_payload(content)
+            return self.conversations.incoming(msg.source, msg.content or "")
         if kind == "voice":
             text = getattr(msg, "recognition", None) or None
-            if text:
-                self.scripts.observe(msg.source, text)
-            return guard_payload(text) if text else None
+            return self.conversations.incoming(msg.source, text) if text else None
         if kind == "image":
             return "/inform" + json.dumps({"photo": msg.image or f"wechat-media:image:{msg.media_id}"})
         if kind in ("video", "shortvideo"):
@@ -366,19 +280,13 @@ class WeChatInput(InputChannel):
             return "/greet"
         return None
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def _deliver_later(self, task: asyncio.Task, openid: str, collector: CollectingOutputChannel) -> None:
         try:
             await task
-            self.choices.remember(openid, collector.messages)
-            text = self.scripts.render(openid, render_messages(collector.messages))
+            text = self.conversations.outgoing(openid, collector.messages)
         except Exception:
             logger.exception("wechat: handling a message from %s failed", openid)
-            text = BUSY
+            text = self.conversations.busy(openid)
         if not text:
             return
         try:
@@ -420,24 +328,20 @@ class WeChatInput(InputChannel):
                 return self._reply(msg, UNSUPPORTED, args)
             return response.text("success")
 
-        collector = CollectingOutputChannel()
-        user_message = UserMessage(text, collector, msg.source, input_channel=self.name(),
-                                   metadata={"wechat_msg_type": msg.type})
-        task = asyncio.ensure_future(on_new_message(user_message))
-        remaining = self.config.reply_budget - (time.monotonic() - started)
-        done, _ = await asyncio.wait({task}, timeout=max(remaining, 0))
+        task, collector, done = await answer_within(
+            self.config.reply_budget - (time.monotonic() - started), on_new_message, text, msg.source,
+            self.name(), {"wechat_msg_type": msg.type})
         if not done:
-            self._spawn(self._deliver_later(task, msg.source, collector))
+            self.background.spawn(self._deliver_later(task, msg.source, collector))
             return response.text("success")
         if task.exception() is not None:
             logger.error("wechat: handling a message from %s failed", msg.source, exc_info=task.exception())
-            return self._reply(msg, self.scripts.render(msg.source, BUSY), args)
-        self.choices.remember(msg.source, collector.messages)
-        pieces = split_text(self.scripts.render(msg.source, render_messages(collector.messages)))
+            return self._reply(msg, self.conversations.busy(msg.source), args)
+        pieces = split_text(self.conversations.outgoing(msg.source, collector.messages))
         if not pieces:
             return response.text("success")
         if len(pieces) > 1:
-            self._spawn(WeChatOutput(self.client).send_text(msg.source, "\n".join(pieces[1:])))
+            self.background.spawn(WeChatOutput(self.client).send_text(msg.source, "\n".join(pieces[1:])))
         return self._reply(msg, pieces[0], args)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:

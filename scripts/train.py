@@ -3,7 +3,8 @@
     python scripts/train.py        # prints the model's path
 
 The model is named by a hash of everything that shapes it: domain, config, training data, the
-custom NLU components and the locked dependencies.
+custom NLU components and the versions of the packages that train it (adding a channel's SDK
+to the lock does not retrain).
 """
 from __future__ import annotations
 
@@ -15,12 +16,25 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INPUTS = ["domain.yml", "config.yml", "requirements.lock", "data/nlu", "data/rules.yml",
+INPUTS = ["domain.yml", "config.yml", "data/nlu", "data/rules.yml",
           "data/stories.yml", "nlu"]
+
+
+# Locked packages whose versions change what training produces.
+TRAINING_PACKAGES = ("rasa", "tensorflow", "tensorflow-cpu", "numpy", "scikit-learn", "scipy", "jieba",
+                     "opencc-python-reimplemented", "rasa-sdk")
+
+
+def training_packages() -> bytes:
+    lock = ROOT / "requirements.lock"
+    lines = lock.read_text().splitlines() if lock.exists() else []
+    pins = sorted(line.strip() for line in lines if line.split("==")[0].strip() in TRAINING_PACKAGES)
+    return "\n".join(pins).encode()
 
 
 def input_hash() -> str:
     digest = hashlib.sha256()
+    digest.update(training_packages())
     for name in INPUTS:
         path = ROOT / name
         files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts) \

@@ -11,7 +11,8 @@ import requests
 from wechatpy.exceptions import WeChatClientException
 
 from channels.dedup import MemoryDedup, RedisDedup
-from channels.wechat import BUSY, UNSUPPORTED, WeChatConfig, WeChatInput, make_client, split_text
+from channels.base import BUSY
+from channels.wechat import UNSUPPORTED, WeChatConfig, WeChatInput, make_client, split_text
 from scripts.stack import WeChatSettings
 from tests.conftest import REDIS_URL, need_service
 from tests.support.channel_host import ChannelHost

@@ -42,11 +42,14 @@ class EchoAgent:
 
 
 class ChannelHost:
-    """One Sanic server (Sanic 21.12 starts one app per process) hosting several channels, each
-    under its own prefix with its own agent: /<key>/webhooks/<channel name>/..."""
+    """A Sanic server hosting several channels, each under its own prefix with its own agent:
+    /<key>/webhooks/<channel name>/..."""
 
     def __init__(self, channels: dict[str, InputChannel]) -> None:
         self.port = free_port()
+        # Sanic 21.12 rewrites its protocol methods (TouchUp) at each start; outside test mode the
+        # second start in one process fails. Test mode keeps the originals, so hosts can come and go.
+        Sanic.test_mode = True
         self.app = Sanic(f"channel_host_{next(_names)}")
         self.urls: dict[str, str] = {}
         self.agents: dict[str, EchoAgent] = {}

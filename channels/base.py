@@ -1,0 +1,190 @@
+"""What every channel connector shares: reading its credentials with errors that name the key,
+numbered choices in place of buttons, splitting long answers, and answering inside a time budget.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Sequence, Text
+
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+
+from channels.script import ScriptMemory, guard_payload
+
+logger = logging.getLogger(__name__)
+
+BUSY = "系统繁忙，请稍后再试。"
+STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class ChannelConfigError(ValueError):
+    """A channel's credentials are wrong; the message names the channel and the key."""
+
+
+class Credentials:
+    """One channel's entry in credentials.yml, read with errors that say which key is wrong."""
+
+    def __init__(self, where: str, creds: Optional[Dict[Text, Any]], error: type = ChannelConfigError) -> None:
+        self.where, self.values, self.error = where, dict(creds or {}), error
+
+    def fail(self, key: str, problem: str) -> None:
+        raise self.error(f"{self.where}: '{key}' {problem}")
+
+    def text(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        value = self.values.get(key)
+        value = "" if value is None else str(value).strip()
+        return value or default
+
+    def need(self, key: str) -> str:
+        value = self.text(key)
+        if value is None:
+            self.fail(key, "is required")
+        return value
+
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        raw = self.values.get(key, default)
+        try:
+            value = float(raw if raw not in (None, "") else default)
+        except (TypeError, ValueError):
+            self.fail(key, f"must be a number, got {raw!r}")
+        if not low <= value <= high:
+            self.fail(key, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        return int(self.number(key, default, low, high))
+
+    def choice(self, key: str, options: Sequence[str], default: str) -> str:
+        value = self.text(key, default)
+        if value not in options:
+            self.fail(key, f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    def url(self, key: str, default: Optional[str] = None) -> str:
+        value = (self.text(key, default) or "").rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            self.fail(key, f"must be an http(s) URL, got {value!r}")
+        return value
+
+    def store(self, key: str) -> str:
+        """'memory' (this process) or a Redis URL (shared by every process)."""
+        value = self.text(key, "memory")
+        if value != "memory" and not value.startswith(STORE_SCHEMES):
+            self.fail(key, "must be 'memory' or a redis:// URL")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        raw = self.text(key)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        self.fail(key, f"must be true or false, got {raw!r}")
+
+
+def render_messages(messages: Iterable[Dict[str, Any]]) -> str:
+    """Rasa's bot messages as one plain text: buttons become numbered choices."""
+    parts = []
+    for msg in messages:
+        lines = [msg["text"]] if msg.get("text") else []
+        for i, button in enumerate(msg.get("buttons") or [], start=1):
+            lines.append(f"回复 {i}：{button.get('title', '')}")
+        if msg.get("image"):
+            lines.append(msg["image"])
+        if lines:
+            parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def split_text(text: str, limit: int, size: Callable[[str], int] = lambda s: len(s.encode())) -> List[str]:
+    """Cut a text into pieces of at most `limit` (UTF-8 bytes unless `size` says otherwise), at
+    line breaks where possible."""
+    pieces, current = [], ""
+    for line in text.split("\n"):
+        candidate = f"{current}\n{line}" if current else line
+        if size(candidate) <= limit:
+            current = candidate
+            continue
+        if current:
+            pieces.append(current)
+        while size(line) > limit:
+            cut = max(1, len(line) * limit // max(size(line), 1))
+            while cut > 1 and size(line[:cut]) > limit:
+                cut -= 1
+            pieces.append(line[:cut])
+            line = line[cut:]
+        current = line
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+class ChoiceMemory:
+    """The numbered choices last offered to each user, so that "1" maps back to a payload."""
+
+    def __init__(self, max_users: int = 50_000) -> None:
+        self._choices: Dict[str, List[str]] = {}
+        self.max_users = max_users
+
+    def remember(self, user: str, messages: List[Dict[str, Any]]) -> None:
+        payloads = [b.get("payload") or b.get("title", "") for m in messages for b in m.get("buttons") or []]
+        if payloads:
+            if len(self._choices) >= self.max_users:
+                self._choices.clear()
+            self._choices[user] = payloads
+        else:
+            self._choices.pop(user, None)
+
+    def resolve(self, user: str, text: str) -> str:
+        choices = self._choices.get(user)
+        if choices and text.strip().isdigit() and 1 <= int(text.strip()) <= len(choices):
+            return choices[int(text.strip()) - 1]
+        return text
+
+
+class Conversations:
+    """Per-user memory a text channel keeps: the script the user writes in and the numbered
+    choices last offered. Typed text never poses as an intent payload."""
+
+    def __init__(self) -> None:
+        self.choices = ChoiceMemory()
+        self.scripts = ScriptMemory()
+
+    def incoming(self, user: str, text: str) -> str:
+        self.scripts.observe(user, text)
+        chosen = self.choices.resolve(user, text)
+        return chosen if chosen != text else guard_payload(text)
+
+    def outgoing(self, user: str, messages: List[Dict[str, Any]]) -> str:
+        self.choices.remember(user, messages)
+        return self.scripts.render(user, render_messages(messages))
+
+    def busy(self, user: str) -> str:
+        return self.scripts.render(user, BUSY)
+
+
+class Background:
+    """Tasks that outlive the request that started them, kept referenced until done."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task] = set()
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+async def answer_within(budget: float, on_new_message: Callable[[UserMessage], Awaitable[Any]],
+                        text: str, sender: str, channel: str, metadata: Optional[dict] = None
+                        ) -> tuple[asyncio.Task, CollectingOutputChannel, bool]:
+    """Hand the message to Rasa and wait at most `budget` seconds. Returns the task, the collector
+    holding the answers, and whether it finished in time (the task runs on either way)."""
+    collector = CollectingOutputChannel()
+    message = UserMessage(text, collector, sender, input_channel=channel, metadata=metadata or {})
+    task = asyncio.ensure_future(on_new_message(message))
+    done, _ = await asyncio.wait({task}, timeout=max(budget, 0))
+    return task, collector, bool(done)
