@@ -15,7 +15,7 @@ OTHER_TASKS = {"faq", "help", "cancel", "greet", "goodbye", "thank", "human_hand
                "feedback_suggestion", "query_violations", "query_points", "bind_vehicle",
                "unbind_vehicle", "list_bindings", "bind_licence", "subscribe_alerts",
                "unsubscribe_alerts", "report_facility", "report_violation", "query_report_status",
-               "my_report_stats", "report_misconduct", "book_remote_processing"}
+               "my_report_stats", "report_misconduct", "book_remote_processing", "link_account"}
 PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
 
 

@@ -170,6 +170,10 @@ def unsubscribed(count: int, name: str) -> str:
     return f"已退订{where}提醒，之后不再发送。如需恢复，发送“订阅提醒”即可。"
 
 
+def sms_opted_out() -> str:
+    return "已退订：本号码不再接收交警助手的提醒短信。回复“订阅”可恢复。"
+
+
 REPORT_STATUS_TEXT = {"received": "已收到，待审核", "dispatched": "已派单处理", "accepted": "已采纳",
                       "rejected": "未采纳", "fixed": "已修复"}
 REPORT_KIND_TEXT = {"facility": "设施报修", "violation": "违法举报", "misconduct": "违规线索"}
@@ -227,3 +231,33 @@ def appointment_booked(number: str, kind: str, when: str, phone: str) -> str:
 
     return (f"预约成功：{kind}远程视频处理，预约号 {number}，时间 {when}，联系电话 {mask_phone(phone)}。"
             "届时民警将通过视频与您联系，请提前准备好驾驶证、行驶证，并保持电话畅通。如需取消请发送“转人工”。")
+
+
+CHANNEL_TEXT = {"wechat": "微信公众号", "weibo": "微博私信", "sms": "短信", "telegram": "Telegram",
+                "rest": "网页"}
+
+
+def link_code_issued(code: str) -> str:
+    return (f"您的关联码是 {code}，10分钟内有效，只能用一次。\n请在要关联的另一个渠道（微信公众号、微博私信、"
+            f"短信或Telegram）发送“关联 {code}”，两边的绑定车辆、驾驶证、订阅和举报记录就会合并。"
+            "关联码请勿告诉他人。")
+
+
+def channels_linked(other: str | None, plates: list[str], licences: int) -> str:
+    lines = [f"关联成功：本渠道与{CHANNEL_TEXT.get(other or '', '另一渠道')}已是同一账号。"]
+    if plates:
+        lines.append("已绑定车辆：" + "、".join(plates) + "，查违章无需再验证。")
+    if licences:
+        lines.append(f"已绑定驾驶证 {licences} 本，查记分无需再验证。")
+    return "\n".join(lines)
+
+
+def link_code_invalid(left: int) -> str:
+    return (f"关联码不正确或已过期（有效期10分钟，只能用一次），还可尝试 {left} 次。"
+            "请在另一个渠道发送“关联账号”获取新的关联码。")
+
+
+def link_code_refused(status: str) -> str:
+    if status == "own_code":
+        return "这个关联码是在本渠道生成的，请到另一个渠道（如微信公众号或短信）发送“关联”加关联码。"
+    return "这两个渠道已经是同一账号，无需再次关联。"

@@ -29,7 +29,7 @@ class ValidateSubscribeForm(PhoneSlot, FormValidationAction):
     async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher,
                              tracker: Tracker, domain: DomainDict) -> List[Text]:
         channel = tracker.get_slot("alert_channel")
-        if channel == "sms":
+        if channel == "sms" and channel_of(tracker) != "sms":
             return ["alert_channel", "phone"]
         if channel == "email":
             return ["alert_channel", "email"]
@@ -89,7 +89,9 @@ class ActionSubscribe(Action):
         async with database().session() as session, session.begin():
             person = await person_of(session, tracker)
             if channel == "sms":
-                person.phone, person.sms_consent = tracker.get_slot("phone"), True
+                # Over SMS itself the sender's number is the one to text.
+                phone = tracker.sender_id if channel_of(tracker) == "sms" else tracker.get_slot("phone")
+                person.phone, person.sms_consent = phone, True
             if channel == "email":
                 person.email = tracker.get_slot("email")
             await queries.subscribe(session, person.id, channel)
@@ -113,5 +115,11 @@ class ActionUnsubscribe(Action):
         async with database().session() as session, session.begin():
             person = await person_of(session, tracker)
             stopped = await queries.unsubscribe(session, person.id, channel)
-        dispatcher.utter_message(text=replies.unsubscribed(stopped, CHANNEL_NAMES.get(channel or "", "")))
+            if channel in (None, "sms"):
+                # 退订 also withdraws consent to any SMS, not only the subscribed alerts.
+                person.sms_consent = False
+        if channel == "sms" and stopped == 0:
+            dispatcher.utter_message(text=replies.sms_opted_out())
+        else:
+            dispatcher.utter_message(text=replies.unsubscribed(stopped, CHANNEL_NAMES.get(channel or "", "")))
         return RESET

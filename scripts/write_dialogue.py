@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 INTENTS = """greet goodbye thank affirm deny cancel help out_of_scope human_handoff feedback_suggestion
 inform query_violations query_points bind_vehicle unbind_vehicle list_bindings bind_licence
 subscribe_alerts unsubscribe_alerts report_facility report_violation query_report_status
-my_report_stats report_misconduct book_remote_processing faq""".split()
+my_report_stats report_misconduct book_remote_processing faq link_account""".split()
 ENTITIES = """plate vin_suffix licence_no file_no report_no appointment_no phone email facility_type
 violation_type location time channel appointment_kind photo latitude longitude appointment_slot""".split()
 
@@ -120,7 +120,7 @@ RESPONSES.update(FAQ_ANSWERS)
 ACTIONS = ["validate_" + f for f in FORMS] + sorted({v[2] for v in FORMS.values()}) + [
   "action_unbind_vehicle", "action_list_bindings", "action_unsubscribe", "action_report_status",
   "action_report_stats", "action_human_handoff", "action_store_feedback", "action_cancel",
-  "action_forget_forms", "action_ask_appointment_slot"]
+  "action_forget_forms", "action_ask_appointment_slot", "action_link_account"]
 
 domain = {
   "version": "3.1",
@@ -146,13 +146,14 @@ SIMPLE = [("greet", "utter_greet"), ("goodbye", "utter_goodbye"), ("thank", "utt
           ("human_handoff", "action_human_handoff"), ("feedback_suggestion", "action_store_feedback"),
           ("list_bindings", "action_list_bindings"), ("unbind_vehicle", "action_unbind_vehicle"),
           ("unsubscribe_alerts", "action_unsubscribe"), ("query_report_status", "action_report_status"),
-          ("my_report_stats", "action_report_stats")]
+          ("my_report_stats", "action_report_stats"), ("link_account", "action_link_account")]
 for intent, action in SIMPLE:
     rule(f"{intent}: {action}", [{"intent": intent}, {"action": action}])
 rule("cancel with nothing under way", [{"intent": "cancel"}, {"action": "action_cancel"}, {"active_loop": None}])
 
 INTERRUPTIONS = [("faq", "utter_faq"), ("help", "utter_help"), ("greet", "utter_greet"),
-                 ("out_of_scope", "utter_out_of_scope"), ("thank", "utter_thank"), ("nlu_fallback", "utter_default")]
+                 ("out_of_scope", "utter_out_of_scope"), ("thank", "utter_thank"), ("nlu_fallback", "utter_default"),
+                 ("link_account", "action_link_account")]
 for form, (intent, slots, submit) in FORMS.items():
     rule(f"{form}: start", [{"intent": intent}, {"action": form}, {"active_loop": form}])
     rule(f"{form}: submit", [{"action": form}, {"active_loop": None}, {"slot_was_set": [{"requested_slot": None}]},

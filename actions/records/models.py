@@ -103,6 +103,8 @@ class Person(Base):
     email = Column(String(254))
     sms_consent = Column(Boolean, nullable=False, default=False)
     created_at = Column(DateTime, nullable=False)
+    # Set when this person's channels were linked into another person: everything now lives there.
+    merged_into_id = Column(Integer, ForeignKey("persons.id"))
 
 
 class ChannelIdentity(Base):
@@ -115,6 +117,20 @@ class ChannelIdentity(Base):
     created_at = Column(DateTime, nullable=False)
     last_seen_at = Column(DateTime, nullable=False)
     __table_args__ = (UniqueConstraint("channel", "external_id"),)
+
+
+class LinkCode(Base):
+    """A one-time code shown on one channel and typed on another: proof that one person holds both."""
+    __tablename__ = "link_codes"
+    id = Column(Integer, primary_key=True)
+    code_hash = Column(String(64), nullable=False, index=True)  # codes repeat over time; live ones do not
+    person_id = Column(Integer, ForeignKey("persons.id"), nullable=False)
+    channel = Column(String(16), nullable=False)
+    external_id = Column(String(128), nullable=False)
+    created_at = Column(DateTime, nullable=False)
+    expires_at = Column(DateTime, nullable=False)
+    used_at = Column(DateTime)
+    used_by_person_id = Column(Integer, ForeignKey("persons.id"))
 
 
 class VehicleBinding(Base):

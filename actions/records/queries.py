@@ -4,6 +4,8 @@ The caller owns the transaction: these functions add and flush, they never commi
 """
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional, Sequence
@@ -22,6 +24,8 @@ from .models import (
     Handoff,
     Licence,
     LicenceBinding,
+    LinkCode,
+    OutboxMessage,
     Person,
     ProofAttempt,
     Report,
@@ -44,7 +48,8 @@ async def person_for(session: AsyncSession, channel: str, external_id: str) -> P
     if identity is not None:
         identity.last_seen_at = now
         return await session.get(Person, identity.person_id)
-    person = Person(created_at=now)
+    # A text message's sender is a phone number the gateway has verified.
+    person = Person(created_at=now, phone=external_id if channel == "sms" else None)
     session.add(person)
     await session.flush()
     try:
@@ -386,3 +391,92 @@ async def store_feedback(session: AsyncSession, person_id: int, channel: str, te
     session.add(feedback)
     await session.flush()
     return feedback
+
+
+# -- one person across channels ---------------------------------------------------------------
+
+LINK_CODE_TTL = timedelta(minutes=10)
+
+
+def _code_hash(code: str) -> str:
+    return hashlib.sha256(f"jj-link:{code}".encode()).hexdigest()
+
+
+async def issue_link_code(session: AsyncSession, person_id: int, channel: str, external_id: str) -> str:
+    """A fresh 6-digit code for this channel identity; its earlier unused codes stop working."""
+    now = now_local()
+    await session.execute(update(LinkCode).where(
+        LinkCode.channel == channel, LinkCode.external_id == external_id, LinkCode.used_at.is_(None),
+        LinkCode.expires_at > now).values(expires_at=now))
+    while True:
+        code = f"{secrets.randbelow(10**6):06d}"
+        live = (await session.execute(select(LinkCode.id).where(
+            LinkCode.code_hash == _code_hash(code), LinkCode.used_at.is_(None), LinkCode.expires_at > now)
+        )).first()
+        if live is None:
+            break
+    session.add(LinkCode(code_hash=_code_hash(code), person_id=person_id, channel=channel,
+                         external_id=external_id, created_at=now, expires_at=now + LINK_CODE_TTL))
+    await session.flush()
+    return code
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    status: str                      # linked, already_linked, own_code, invalid
+    other_channel: Optional[str] = None
+    person_id: Optional[int] = None  # the person both identities now belong to
+
+
+async def redeem_link_code(session: AsyncSession, person_id: int, channel: str, external_id: str,
+                           code: str) -> LinkOutcome:
+    """Link the identity typing the code to the person whose channel showed it."""
+    now = now_local()
+    row = (await session.execute(select(LinkCode).where(
+        LinkCode.code_hash == _code_hash(code), LinkCode.used_at.is_(None), LinkCode.expires_at > now
+    ).with_for_update())).scalars().first()
+    if row is None:
+        return LinkOutcome("invalid")
+    if (row.channel, row.external_id) == (channel, external_id):
+        return LinkOutcome("own_code")
+    issuer = await session.get(Person, row.person_id)
+    while issuer.merged_into_id is not None:
+        issuer = await session.get(Person, issuer.merged_into_id)
+    row.used_at, row.used_by_person_id = now, person_id
+    if issuer.id == person_id:
+        return LinkOutcome("already_linked", row.channel, person_id)
+    await merge_persons(session, source_id=person_id, target_id=issuer.id)
+    return LinkOutcome("linked", row.channel, issuer.id)
+
+
+async def merge_persons(session: AsyncSession, source_id: int, target_id: int) -> None:
+    """Everything of `source` now belongs to `target`: identities, bindings, subscriptions, reports,
+    appointments, proofs. Duplicates keep the target's row. The audit log is left as written."""
+    async def move(model, *unique: str) -> None:
+        rows = (await session.execute(select(model).where(model.person_id == source_id))).scalars().all()
+        for row in rows:
+            if unique:
+                clash = (await session.execute(select(model).where(
+                    model.person_id == target_id,
+                    *[getattr(model, c) == getattr(row, c) for c in unique]))).scalars().first()
+                if clash is not None:
+                    if model is Subscription:
+                        clash.active = clash.active or row.active
+                    await session.delete(row)
+                    continue
+            row.person_id = target_id
+        await session.flush()
+
+    await move(ChannelIdentity)
+    await move(VehicleBinding, "vehicle_id")
+    await move(LicenceBinding, "licence_id")
+    await move(Subscription, "alert_kind", "channel")
+    for model in (Report, Appointment, Handoff, Feedback, ProofAttempt, LinkCode):
+        await move(model)
+    await move(OutboxMessage, "event_key", "channel")
+    source, target = await session.get(Person, source_id), await session.get(Person, target_id)
+    target.phone = target.phone or source.phone
+    target.email = target.email or source.email
+    target.sms_consent = target.sms_consent or source.sms_consent
+    source.merged_into_id = target_id
+    await session.flush()
