@@ -112,9 +112,14 @@ class ActionUnsubscribe(Action):
         named = named or [c for word, c in CHANNEL_WORDS.items() if word in text.lower()]
         everything = "全部" in text or "所有" in text
         channel = None if everything else (named[0] if named else channel_of(tracker))
+        left = (tracker.latest_message.get("metadata") or {}).get("wechat_event") == "unsubscribe"
         async with database().session() as session, session.begin():
             person = await person_of(session, tracker)
             stopped = await queries.unsubscribe(session, person.id, channel)
+            if left:
+                # Unfollowed: nothing can reach them here; the push side falls back to SMS.
+                await queries.mark_identity_blocked(session, channel_of(tracker), tracker.sender_id)
+                return RESET
             if channel in (None, "sms"):
                 # 退订 also withdraws consent to any SMS, not only the subscribed alerts.
                 person.sms_consent = False

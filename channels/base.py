@@ -178,12 +178,24 @@ class Background:
         return task
 
 
+class ChannelCollector(CollectingOutputChannel):
+    """Collects answers under the channel's own name, so Rasa picks that channel's response
+    variations (`channel: sms` in domain.yml) instead of the generic ones."""
+
+    def __init__(self, channel: str) -> None:
+        super().__init__()
+        self._channel = channel
+
+    def name(self) -> Text:  # type: ignore[override]
+        return self._channel
+
+
 async def answer_within(budget: float, on_new_message: Callable[[UserMessage], Awaitable[Any]],
                         text: str, sender: str, channel: str, metadata: Optional[dict] = None
                         ) -> tuple[asyncio.Task, CollectingOutputChannel, bool]:
     """Hand the message to Rasa and wait at most `budget` seconds. Returns the task, the collector
     holding the answers, and whether it finished in time (the task runs on either way)."""
-    collector = CollectingOutputChannel()
+    collector = ChannelCollector(channel)
     message = UserMessage(text, collector, sender, input_channel=channel, metadata=metadata or {})
     task = asyncio.ensure_future(on_new_message(message))
     done, _ = await asyncio.wait({task}, timeout=max(budget, 0))

@@ -53,6 +53,7 @@ MODES = ("plain", "compatible", "safe")
 TOKEN_ERRORS = (40001, 40014, 42001)
 # A passive reply or a customer-service text may carry at most 2048 bytes.
 MAX_TEXT_BYTES = 2000
+MENU_KEY = re.compile(r"[a-z][a-z_]{1,40}")
 UNSUPPORTED = "暂不支持这类消息，请用文字、语音、图片或位置描述您的问题。"
 
 
@@ -182,7 +183,8 @@ def dedup_key(msg: Any) -> str:
     if getattr(msg, "id", None):
         return f"wechat:msg:{msg.id}"
     created = int(msg.create_time.timestamp()) if hasattr(msg.create_time, "timestamp") else msg.create_time
-    return f"wechat:event:{msg.source}:{created}"
+    # A retry repeats the whole event; two different taps in the same second are two events.
+    return f"wechat:event:{msg.source}:{created}:{getattr(msg, 'event', '')}:{getattr(msg, 'key', '') or ''}"
 
 
 class WeChatInput(InputChannel):
@@ -278,6 +280,13 @@ class WeChatInput(InputChannel):
                                           ensure_ascii=False)
         if kind == "event" and msg.event in ("subscribe", "subscribe_scan"):
             return "/greet"
+        if kind == "event" and msg.event == "unsubscribe":
+            # The user unfollowed: stop WeChat alerts (nothing can be sent to them any more).
+            return '/unsubscribe_alerts{"channel": "wechat"}'
+        if kind == "event" and msg.event == "click":
+            # Keys come from our own menu (channels/menus/wechat_menu.json), in a signed request.
+            key = getattr(msg, "key", "") or ""
+            return f"/{key}" if MENU_KEY.fullmatch(key) else None
         return None
 
     async def _deliver_later(self, task: asyncio.Task, openid: str, collector: CollectingOutputChannel) -> None:
@@ -330,7 +339,7 @@ class WeChatInput(InputChannel):
 
         task, collector, done = await answer_within(
             self.config.reply_budget - (time.monotonic() - started), on_new_message, text, msg.source,
-            self.name(), {"wechat_msg_type": msg.type})
+            self.name(), {"wechat_msg_type": msg.type, "wechat_event": getattr(msg, "event", None)})
         if not done:
             self.background.spawn(self._deliver_later(task, msg.source, collector))
             return response.text("success")

@@ -73,13 +73,17 @@ HELP = ("我可以帮您办理：\n1. 查违章：发送“查违章”加车牌
         "7. 举报买卖分、黄牛、“驾考包过”等线索\n8. 预约远程视频处理事故或违法\n"
         "9. 解答罚款缴纳、记分、年检、换证、异地违法等常见问题\n需要人工服务请发送“转人工”。")
 
+# Text messages are billed per 67 characters: SMS gets short versions of the long answers.
+SMS_HELP = "可发：查违章 鲁B12345、我还有几分、绑定车辆、订阅提醒、随手拍、报修信号灯、我的举报、预约处理、转人工。回复TD退订。"
+
 RESPONSES = {
-  "utter_greet": [{"text": "您好，这里是交警助手。" + HELP}],
-  "utter_help": [{"text": HELP}],
+  "utter_greet": [{"text": "您好，这里是交警助手。" + HELP}, {"text": "您好，交警助手。" + SMS_HELP, "channel": "sms"}],
+  "utter_help": [{"text": HELP}, {"text": SMS_HELP, "channel": "sms"}],
   "utter_goodbye": [{"text": "感谢使用交警助手，祝您一路平安！"}],
   "utter_thank": [{"text": "不客气，祝您出行平安！还有其他问题随时发消息给我。"}],
   "utter_ok": [{"text": "好的。还有什么可以帮您？发送“帮助”可查看我能做什么。"}],
-  "utter_out_of_scope": [{"text": "抱歉，这个问题不在我的服务范围内。" + HELP}],
+  "utter_out_of_scope": [{"text": "抱歉，这个问题不在我的服务范围内。" + HELP},
+                         {"text": "抱歉，这不在我的服务范围内。" + SMS_HELP, "channel": "sms"}],
   "utter_default": [{"text": "抱歉，我没有理解您的意思。您可以换个说法，或发送“帮助”查看我能做什么，发送“转人工”联系值班民警。"}],
   "utter_ask_query_violations_form_plate": [{"text": "请告诉我要查询的车牌号，例如：鲁B12345。"}],
   "utter_ask_query_violations_form_vin_suffix": [{"text": "为保护车主隐私，请提供该车车架号（VIN）或发动机号的后6位。"}],

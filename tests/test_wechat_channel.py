@@ -297,3 +297,20 @@ def test_two_processes_share_one_access_token_through_redis(wechat_api):
     first.message.send_text("o_shared_token", "一")
     second.message.send_text("o_shared_token", "二")
     assert wechat_api.token_fetches == fetches + 1
+
+
+def test_menu_clicks_become_the_menu_items_intents(host):
+    user = WeChatUser(host.platform)
+    assert user.click("query_violations").text == "收到：/query_violations"
+    assert user.click("report_facility").text == "收到：/report_facility"
+    # A key that is not one of ours (e.g. an intent payload with entities) is not passed on.
+    assert user.click('inform{"plate":"鲁B12345"}').text is None
+    assert host.agent.texts() == ["/query_violations", "/report_facility"]
+
+
+def test_unfollowing_stops_wechat_alerts_and_following_greets(host):
+    user = WeChatUser(host.platform)
+    user.event("unsubscribe")
+    user.event("subscribe")
+    assert host.agent.texts() == ['/unsubscribe_alerts{"channel": "wechat"}', "/greet"]
+    assert host.agent.received[0].metadata["wechat_event"] == "unsubscribe"

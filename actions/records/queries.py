@@ -46,7 +46,8 @@ async def person_for(session: AsyncSession, channel: str, external_id: str) -> P
                                       ChannelIdentity.external_id == external_id)
     )).scalar_one_or_none()
     if identity is not None:
-        identity.last_seen_at = now
+        # Anyone who writes to us again can be reached again.
+        identity.last_seen_at, identity.blocked = now, False
         return await session.get(Person, identity.person_id)
     # A text message's sender is a phone number the gateway has verified.
     person = Person(created_at=now, phone=external_id if channel == "sms" else None)
@@ -65,6 +66,12 @@ async def person_for(session: AsyncSession, channel: str, external_id: str) -> P
         await session.delete(person)
         return await session.get(Person, identity.person_id)
     return person
+
+
+async def mark_identity_blocked(session: AsyncSession, channel: str, external_id: str) -> None:
+    """The user unfollowed or blocked us on this channel: pushes must not go there."""
+    await session.execute(update(ChannelIdentity).where(
+        ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id).values(blocked=True))
 
 
 async def vehicle_by_plate(session: AsyncSession, plate: str) -> Optional[Vehicle]:

@@ -1,6 +1,7 @@
 """A stand-in for the WeChat API (api.weixin.qq.com) on loopback, speaking its real protocol.
 
-Covers what the assistant calls: cgi-bin/token, message/custom/send, message/template/send.
+Covers what the assistant calls: cgi-bin/token, message/custom/send, message/template/send,
+menu/create and menu/get (checked against WeChat's documented limits).
 Tokens behave as WeChat's do: a new fetch invalidates the previous token after a grace period.
 Inspection endpoints (under /_standin/) let tests and the chat command read what was sent.
 
@@ -41,6 +42,7 @@ class WeChatAPIStandIn:
         self.blocked: set[str] = set()       # openids outside the 48-hour window / unfollowed
         self.always_invalid_token = False    # every call answers 40001, to test retry bounds
         self.calls = 0
+        self.menu: Optional[dict] = None
 
     # -- WeChat endpoints -----------------------------------------------------------------
 
@@ -110,6 +112,52 @@ class WeChatAPIStandIn:
         self.sent.append(Sent("template", body["touser"], body))
         return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": len(self.sent)})
 
+    @staticmethod
+    def _menu_error(menu: dict) -> Optional[tuple[int, str]]:
+        """WeChat's limits: 1-3 buttons, 1-5 sub-buttons each, names of 16 (top) or 60 bytes,
+        click keys of at most 128 bytes, view URLs of at most 1024 bytes."""
+        buttons = menu.get("button")
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+            return 40017, "invalid button size"
+        for top in buttons:
+            if not isinstance(top, dict) or not top.get("name") or len(top["name"].encode()) > 16:
+                return 40018, "invalid button name size"
+            subs = top.get("sub_button")
+            items = subs if subs else [top]
+            if subs is not None and not 1 <= len(subs) <= 5:
+                return 40023, "invalid sub button size"
+            for item in items:
+                if item is not top and (not item.get("name") or len(item["name"].encode()) > 60):
+                    return 40024, "invalid sub button name size"
+                if item.get("type") == "click":
+                    if not item.get("key") or len(item["key"].encode()) > 128:
+                        return 40019, "invalid button key size"
+                elif item.get("type") == "view":
+                    if not str(item.get("url", "")).startswith(("http://", "https://")) or len(item["url"]) > 1024:
+                        return 40022, "invalid button url size"
+                else:
+                    return 40016, "invalid button type"
+        return None
+
+    async def menu_create(self, request: web.Request) -> web.Response:
+        error = self._token_error(request)
+        if error is not None:
+            return error
+        body = await self._json(request)
+        problem = (44002, "empty post data") if body is None else self._menu_error(body)
+        if problem:
+            return web.json_response({"errcode": problem[0], "errmsg": problem[1]})
+        self.menu = body
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def menu_get(self, request: web.Request) -> web.Response:
+        error = self._token_error(request)
+        if error is not None:
+            return error
+        if self.menu is None:
+            return web.json_response({"errcode": 46003, "errmsg": "menu no exist"})
+        return web.json_response({"menu": self.menu})
+
     # -- inspection ------------------------------------------------------------------------
 
     async def inbox(self, request: web.Request) -> web.Response:
@@ -127,6 +175,8 @@ class WeChatAPIStandIn:
         app.router.add_get("/cgi-bin/token", self.token)
         app.router.add_post("/cgi-bin/message/custom/send", self.custom_send)
         app.router.add_post("/cgi-bin/message/template/send", self.template_send)
+        app.router.add_post("/cgi-bin/menu/create", self.menu_create)
+        app.router.add_get("/cgi-bin/menu/get", self.menu_get)
         app.router.add_get("/_standin/inbox", self.inbox)
         return app
 

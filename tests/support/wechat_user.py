@@ -91,11 +91,12 @@ def text_xml(account: str, openid: str, content: str, msg_id: int, created: Opti
             f"<MsgId>{msg_id}</MsgId></xml>")
 
 
-def event_xml(account: str, openid: str, event: str, created: Optional[int] = None) -> str:
+def event_xml(account: str, openid: str, event: str, created: Optional[int] = None, key: Optional[str] = None) -> str:
     created = created or int(time.time())
+    extra = f"<EventKey><![CDATA[{key}]]></EventKey>" if key is not None else ""
     return (f"<xml><ToUserName><![CDATA[{account}]]></ToUserName>"
             f"<FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{created}</CreateTime>"
-            f"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event></xml>")
+            f"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>{extra}</xml>")
 
 
 class WeChatUser:
@@ -118,8 +119,12 @@ class WeChatUser:
         return self.post_xml(text_xml(self.platform.account, self.openid, content,
                                       msg_id if msg_id is not None else next(_msg_ids)))
 
-    def event(self, event: str) -> Reply:
-        return self.post_xml(event_xml(self.platform.account, self.openid, event))
+    def event(self, event: str, key: Optional[str] = None) -> Reply:
+        return self.post_xml(event_xml(self.platform.account, self.openid, event, key=key))
+
+    def click(self, key: str) -> Reply:
+        """A tap on a menu item of type click."""
+        return self.event("CLICK", key)
 
 
 def next_msg_id() -> int:
