@@ -8,6 +8,9 @@ test:
 chat:
 	.venv/bin/python scripts/chat.py
 
+menu:
+	.venv/bin/python -m scripts.wechat_menu $(ARGS)
+
 bench:
 	bash scripts/bootstrap.sh
 	.venv/bin/python bench/wechat_latency.py $(ARGS)
@@ -16,4 +19,4 @@ bench-nlu:
 	bash scripts/bootstrap.sh
 	.venv/bin/python bench/nlu_quality.py $(ARGS)
 
-.PHONY: run test chat bench bench-nlu
+.PHONY: run test chat menu bench bench-nlu
