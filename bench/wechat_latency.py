@@ -26,7 +26,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.stack import Stack, StackConfig, WeChatSettings, prepare_database  # noqa: E402
+from scripts.stack import ChannelSettings, Stack, StackConfig, WeChatSettings, prepare_database  # noqa: E402
 from scripts.train import train  # noqa: E402
 from tests.support.background import BackgroundServer, free_port  # noqa: E402
 from tests.support.wechat_api import WeChatAPIStandIn  # noqa: E402
@@ -171,7 +171,7 @@ def main() -> int:
     with BackgroundServer(standin.app()) as api:
         settings = WeChatSettings.generate(app_id=standin.app_id, app_secret=standin.app_secret,
                                            api_base=api.url, reply_budget=args.budget)
-        config = StackConfig(database_url=url, tracker_db=tmp / "tracker.db", wechat=settings,
+        config = StackConfig(database_url=url, tracker_db=tmp / "tracker.db", channels=ChannelSettings(settings),
                              model=train(), rasa_port=free_port(), actions_port=free_port(),
                              log_dir=tmp / "logs")
         print(f"starting the stack (logs in {tmp / 'logs'})...", file=sys.stderr)

@@ -28,10 +28,13 @@ def main() -> int:
         print("No var/dev.env: start the assistant first with `make run`.", file=sys.stderr)
         return 1
     values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
-    platform = WeChatPlatform(args.webhook, values["token"], values["app_id"], values["aes_key"],
-                              values.get("mode", "safe"))
+    if "WECHAT_TOKEN" not in values:
+        print("var/dev.env is from an older version: delete it and start the assistant again.", file=sys.stderr)
+        return 1
+    platform = WeChatPlatform(args.webhook, values["WECHAT_TOKEN"], values["WECHAT_APP_ID"], values["WECHAT_AES_KEY"],
+                              values.get("WECHAT_MODE", "safe"))
     user = WeChatUser(platform, args.openid)
-    api = values.get("api_base", "")
+    api = values.get("WECHAT_API_BASE", "")
     print(f"你是微信用户 {args.openid}。输入消息后回车，Ctrl-D 退出。")
     while True:
         try:

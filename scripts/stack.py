@@ -6,9 +6,7 @@ Also the library the tests and benchmarks use to start the same processes on the
 """
 from __future__ import annotations
 
-import base64
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -22,60 +20,27 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from scripts.settings import ChannelSettings, WeChatSettings  # noqa: E402,F401  (WeChatSettings: re-exported)
 BIN = Path(sys.executable).parent
 DEV_ENV = ROOT / "var" / "dev.env"
-
-
-@dataclass
-class WeChatSettings:
-    token: str
-    app_id: str
-    app_secret: str
-    aes_key: str
-    mode: str = "safe"
-    api_base: str = "https://api.weixin.qq.com"
-    reply_budget: float = 4.0
-    dedup: str = "memory"
-    token_store: str = "memory"
-    rasa_api_token: str = ""  # guards Rasa's HTTP API (status, trackers); made fresh if empty
-
-    def __post_init__(self) -> None:
-        self.rasa_api_token = self.rasa_api_token or secrets.token_hex(16)
-
-    def env(self) -> dict:
-        return {"RASA_API_TOKEN": self.rasa_api_token, "WECHAT_TOKEN": self.token, "WECHAT_APP_ID": self.app_id,
-                "WECHAT_APP_SECRET": self.app_secret, "WECHAT_AES_KEY": self.aes_key,
-                "WECHAT_MODE": self.mode, "WECHAT_API_BASE": self.api_base,
-                "WECHAT_REPLY_BUDGET": str(self.reply_budget), "WECHAT_DEDUP": self.dedup,
-                "WECHAT_TOKEN_STORE": self.token_store}
-
-    def credentials(self) -> dict:
-        return {"token": self.token, "app_id": self.app_id, "app_secret": self.app_secret,
-                "encoding_aes_key": self.aes_key, "mode": self.mode, "api_base_url": self.api_base,
-                "reply_budget": self.reply_budget, "dedup": self.dedup, "token_store": self.token_store}
-
-    @classmethod
-    def generate(cls, **overrides) -> "WeChatSettings":
-        """Fresh secrets for a machine that talks to a stand-in WeChat, never the real one."""
-        aes = base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-        aes = "".join(c if c.isalnum() else "A" for c in aes)
-        values = dict(token=secrets.token_hex(8), app_id="wx" + secrets.token_hex(8),
-                      app_secret=secrets.token_hex(16), aes_key=aes)
-        values.update(overrides)
-        return cls(**values)
 
 
 @dataclass
 class StackConfig:
     database_url: str
     tracker_db: Path
-    wechat: WeChatSettings
+    channels: ChannelSettings
     model: Path
     rasa_port: int = 5005
     actions_port: int = 5055
     action_endpoint: Optional[str] = None  # defaults to the action server; tests put a proxy between
     log_dir: Path = ROOT / "var" / "log"
     extra_env: dict = field(default_factory=dict)
+
+    @property
+    def wechat(self) -> WeChatSettings:
+        return self.channels.wechat
 
     @property
     def rasa_url(self) -> str:
@@ -97,7 +62,7 @@ class StackConfig:
             "JJ_ACTION_ENDPOINT": self.action_endpoint or f"{self.actions_url}/webhook",
             "PYTHONWARNINGS": "ignore::DeprecationWarning",
         })
-        env.update(self.wechat.env())
+        env.update(self.channels.env())
         env.update(self.extra_env)
         return env
 
@@ -227,60 +192,97 @@ def prepare_database(url: str, vehicles: int = 3000) -> dict:
     return demo.seed(url, vehicles=vehicles, if_empty=True)
 
 
-def _dev_settings() -> WeChatSettings:
-    """This machine's WeChat secrets: from the environment, else from var/dev.env (made once)."""
+STANDIN_PORTS = {"wechat": 8081, "weibo": 8082, "sms": 8083, "telegram": 8084}
+
+
+def _dev_settings(rasa_url: str = "http://127.0.0.1:5005") -> ChannelSettings:
+    """This machine's channel secrets: from the environment when WECHAT_TOKEN is set, else from
+    var/dev.env (made once, pointing every platform at a local stand-in)."""
     if os.environ.get("WECHAT_TOKEN"):
-        return WeChatSettings(
-            token=os.environ["WECHAT_TOKEN"], app_id=os.environ.get("WECHAT_APP_ID", ""),
-            app_secret=os.environ.get("WECHAT_APP_SECRET", ""), aes_key=os.environ.get("WECHAT_AES_KEY", ""),
-            mode=os.environ.get("WECHAT_MODE", "safe"),
-            api_base=os.environ.get("WECHAT_API_BASE", "https://api.weixin.qq.com"),
-            reply_budget=float(os.environ.get("WECHAT_REPLY_BUDGET", "4.0")),
-            dedup=os.environ.get("WECHAT_DEDUP", "memory"),
-            token_store=os.environ.get("WECHAT_TOKEN_STORE", "memory"),
-            rasa_api_token=os.environ.get("RASA_API_TOKEN", ""))
+        return ChannelSettings.from_env(os.environ)
     if DEV_ENV.exists():
         values = dict(line.split("=", 1) for line in DEV_ENV.read_text().splitlines() if "=" in line)
-        return WeChatSettings(**values)
-    settings = WeChatSettings.generate(api_base="http://127.0.0.1:8081")
+        if "WECHAT_TOKEN" in values and "TELEGRAM_ACCESS_TOKEN" in values:
+            return ChannelSettings.from_env(values)
+    local = {k: f"http://127.0.0.1:{port}" for k, port in STANDIN_PORTS.items()}
+    settings = ChannelSettings.generate(local["wechat"], local["weibo"], local["sms"], local["telegram"], rasa_url)
     DEV_ENV.parent.mkdir(parents=True, exist_ok=True)
-    DEV_ENV.write_text("".join(f"{k}={v}\n" for k, v in vars(settings).items()))
+    DEV_ENV.write_text("".join(f"{k}={v}\n" for k, v in settings.env().items()))
     DEV_ENV.chmod(0o600)
     return settings
 
 
-def _check_config(wechat: WeChatSettings) -> None:
+def check_config(channels: ChannelSettings) -> None:
+    """Every setting checked before anything starts; the message names the bad key."""
     from actions.config import ActionSettings, ConfigError
-    from channels.wechat import WeChatConfig, WeChatConfigError
+    from channels.base import ChannelConfigError
+    from channels.sms import SMSConfig
+    from channels.telegram import TelegramConfig
+    from channels.wechat import WeChatConfig
+    from channels.weibo import WeiboConfig
 
     try:
         ActionSettings.from_env()
-        WeChatConfig.from_credentials(wechat.credentials())
-    except (ConfigError, WeChatConfigError) as exc:
+        WeChatConfig.from_credentials(channels.wechat.credentials())
+        WeiboConfig.from_credentials(channels.weibo.credentials())
+        SMSConfig.from_credentials(channels.sms.credentials())
+        TelegramConfig.from_credentials(channels.telegram.credentials())
+    except (ConfigError, ChannelConfigError) as exc:
         raise SystemExit(f"configuration error: {exc}")
+
+
+def _local_port(url: str) -> Optional[str]:
+    return url.rsplit(":", 1)[1].split("/")[0] if url.startswith("http://127.0.0.1:") else None
+
+
+def standins(channels: ChannelSettings, env: dict, log_dir: Path) -> list[Process]:
+    """Local stand-ins for the platform APIs that point at this machine."""
+    procs = []
+    wechat, weibo, sms, telegram = channels.wechat, channels.weibo, channels.sms, channels.telegram
+    port = _local_port(wechat.api_base)
+    if port:
+        procs.append(Process("WeChat API stand-in", [sys.executable, "-m", "tests.support.wechat_api", "--port", port,
+                                                     "--app-id", wechat.app_id, "--app-secret", wechat.app_secret],
+                             env, log_dir / "wechat_api.log", f"{wechat.api_base}/_standin/inbox"))
+    port = _local_port(weibo.api_base_url)
+    if port:
+        procs.append(Process("Weibo API stand-in", [sys.executable, "-m", "tests.support.weibo_api", "--port", port,
+                                                    "--access-token", weibo.access_token],
+                             env, log_dir / "weibo_api.log", f"{weibo.api_base_url}/_standin/inbox"))
+    port = _local_port(sms.aliyun_endpoint)
+    if port:
+        procs.append(Process("SMS gateways stand-in", [
+            sys.executable, "-m", "tests.support.sms_gateways", "--port", port,
+            "--aliyun-key-id", sms.aliyun_access_key_id, "--aliyun-key-secret", sms.aliyun_access_key_secret,
+            "--aliyun-sign-name", sms.aliyun_sign_name, "--aliyun-template", sms.aliyun_template_code,
+            "--twilio-sid", sms.twilio_account_sid, "--twilio-token", sms.twilio_auth_token,
+            "--twilio-from", sms.twilio_from], env, log_dir / "sms_gateways.log",
+            f"{sms.aliyun_endpoint}/_standin/sent?phone=00000000000"))
+    port = _local_port(telegram.api_base_url)
+    if port:
+        procs.append(Process("Telegram Bot API stand-in", [
+            sys.executable, "-m", "tests.support.telegram_api", "--port", port, "--token", telegram.access_token,
+            "--username", telegram.verify], env, log_dir / "telegram_api.log",
+            f"{telegram.api_base_url}/_standin/calls"))
+    return procs
 
 
 def run() -> int:
     from scripts.train import train
 
-    wechat = _dev_settings()
-    _check_config(wechat)
+    rasa_port = int(os.environ.get("JJ_RASA_PORT", "5005"))
+    channels = _dev_settings(f"http://127.0.0.1:{rasa_port}")
+    check_config(channels)
     from actions.records.db import database_url
     url = database_url()
     counts = prepare_database(url)
     print("records: " + (", ".join(f"{n} {k}" for k, n in counts.items()) if counts
                          else "migrated; demo records already present"), flush=True)
     model = train()
-    config = StackConfig(database_url=url, tracker_db=ROOT / "var" / "tracker.db", wechat=wechat,
-                         model=model, rasa_port=int(os.environ.get("JJ_RASA_PORT", "5005")),
+    config = StackConfig(database_url=url, tracker_db=ROOT / "var" / "tracker.db", channels=channels,
+                         model=model, rasa_port=rasa_port,
                          actions_port=int(os.environ.get("JJ_ACTIONS_PORT", "5055")))
-    standin = None
-    if wechat.api_base.startswith("http://127.0.0.1:"):
-        port = wechat.api_base.rsplit(":", 1)[1]
-        standin = Process("WeChat API stand-in",
-                          [sys.executable, "-m", "tests.support.wechat_api", "--port", port,
-                           "--app-id", wechat.app_id, "--app-secret", wechat.app_secret],
-                          config.env(), config.log_dir / "wechat_api.log", f"{wechat.api_base}/_standin/inbox")
+    helpers = standins(channels, config.env(), config.log_dir)
     stack = Stack(config)
     stopping = False
 
@@ -291,20 +293,26 @@ def run() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        if standin:
-            standin.start().wait_ready(30)
+        for proc in helpers:
+            proc.start()
+        for proc in helpers:
+            proc.wait_ready(30)
         print("starting the action server and the Rasa server (about a minute)...", flush=True)
         stack.start()
+        hooks = f"{config.rasa_url}/webhooks"
         print(f"\naction server   {config.actions_url}  (log: var/log/actions.log)")
         print(f"Rasa server     {config.rasa_url}  (log: var/log/rasa.log)")
-        print(f"WeChat webhook  {config.webhook}  (mode {wechat.mode}, secrets in var/dev.env)")
-        if standin:
-            print(f"WeChat API      {wechat.api_base}  (local stand-in: slow answers arrive here)")
+        print(f"WeChat          {hooks}/wechat/webhook  (mode {channels.wechat.mode})")
+        print(f"Weibo           {hooks}/weibo/webhook")
+        print(f"SMS             {hooks}/sms/twilio, {hooks}/sms/aliyun/<secret>, {hooks}/sms/generic")
+        print(f"Telegram        {hooks}/telegram/webhook")
+        print("secrets         var/dev.env; platform APIs: " +
+              (", ".join(p.name.replace(" stand-in", "") for p in helpers) + " are local stand-ins" if helpers else "real"))
         print(f"records         {url}")
         print("\nTalk to it:     make chat        (a WeChat user on this terminal)")
         print("Stop:           Ctrl-C\n", flush=True)
         while not stopping:
-            for proc in stack.processes + ([standin] if standin else []):
+            for proc in stack.processes + helpers:
                 if proc.popen.poll() is not None:
                     print(f"{proc.name} stopped unexpectedly:\n{proc.tail()}", file=sys.stderr)
                     return 1
@@ -313,8 +321,8 @@ def run() -> int:
         return 0
     finally:
         stack.stop()
-        if standin:
-            standin.stop()
+        for proc in helpers:
+            proc.stop()
         print("stopped.", flush=True)
 
 

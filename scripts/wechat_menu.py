@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from scripts.stack import _dev_settings
 
     try:
-        client = make_client(WeChatConfig.from_credentials(_dev_settings().credentials()))
+        client = make_client(WeChatConfig.from_credentials(_dev_settings().wechat.credentials()))
         client.menu.create(menu)
     except WeChatConfigError as exc:
         print(f"menu: configuration error: {exc}", file=sys.stderr)

@@ -77,6 +77,15 @@ def wechat_api():
         yield standin
 
 
+@pytest.fixture(scope="session")
+def platforms(wechat_api):
+    """Stand-ins of every platform API the assistant calls."""
+    from tests.support.platforms import running_platforms
+
+    with running_platforms(wechat_api) as running:
+        yield running
+
+
 @dataclass
 class Assistant:
     backend: str
@@ -88,31 +97,34 @@ class Assistant:
     wechat_api: object
     stack: object
     settings: object
+    channels: object
+    platforms: object
 
 
 @pytest.fixture(scope="session")
-def assistant(backend, tmp_path_factory, wechat_api):
+def assistant(backend, tmp_path_factory, platforms):
     """The real Rasa server and action server on loopback, on this module's database backend."""
-    from scripts.stack import Stack, StackConfig, WeChatSettings, prepare_database
+    from scripts.stack import Stack, StackConfig, prepare_database
     from scripts.train import train
     from tests.support.delay_proxy import DelayProxy
+    from tests.support.platforms import channel_settings
     from tests.support.wechat_user import WeChatPlatform
 
     tmp = tmp_path_factory.mktemp(f"stack-{backend}")
     url, drop = fresh_database(backend, tmp)
     prepare_database(url, vehicles=500)
-    settings = WeChatSettings.generate(app_id=wechat_api.app_id, app_secret=wechat_api.app_secret,
-                                       api_base=wechat_api.url, reply_budget=2.5)
-    actions_port = free_port()
+    rasa_port, actions_port = free_port(), free_port()
+    channels = channel_settings(platforms, f"http://127.0.0.1:{rasa_port}", reply_budget=2.5)
+    settings = channels.wechat
     proxy = DelayProxy(f"http://127.0.0.1:{actions_port}")
     with BackgroundServer(proxy.app()) as proxy_server:
-        config = StackConfig(database_url=url, tracker_db=tmp / "tracker.db", wechat=settings,
-                             model=train(quiet=True), rasa_port=free_port(), actions_port=actions_port,
+        config = StackConfig(database_url=url, tracker_db=tmp / "tracker.db", channels=channels,
+                             model=train(quiet=True), rasa_port=rasa_port, actions_port=actions_port,
                              action_endpoint=f"{proxy_server.url}/webhook", log_dir=tmp / "logs",
                              extra_env={"JJ_PROOF_MAX_FAILURES": "3"})
         with Stack(config) as stack:
             yield Assistant(backend, url, config.webhook, config.rasa_url,
                             WeChatPlatform(config.webhook, settings.token, settings.app_id,
                                            settings.aes_key, "safe"),
-                            proxy, wechat_api, stack, settings)
+                            proxy, platforms.wechat, stack, settings, channels, platforms)
     drop()

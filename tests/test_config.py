@@ -46,3 +46,34 @@ def test_bad_wechat_credentials_name_the_key(change, key):
 def test_plain_mode_needs_no_aes_key():
     config = WeChatConfig.from_credentials({**GOOD, "mode": "plain", "encoding_aes_key": ""})
     assert config.encoding_aes_key is None
+
+
+def _local_channels():
+    from scripts.settings import ChannelSettings
+
+    return ChannelSettings.generate(*(f"http://127.0.0.1:{p}" for p in (8081, 8082, 8083, 8084)),
+                                    "http://127.0.0.1:5005")
+
+
+def test_every_channel_setting_survives_the_environment():
+    from scripts.settings import ChannelSettings
+
+    channels = _local_channels()
+    assert ChannelSettings.from_env(channels.env()) == channels
+
+
+@pytest.mark.parametrize("part, key, value, named", [
+    ("sms", "gateway", "pigeon", "'gateway'"),
+    ("weibo", "access_token", "", "'access_token'"),
+    ("telegram", "secret_token", "has spaces in it", "'secret_token'"),
+    ("wechat", "mode", "loud", "'mode'"),
+])
+def test_start_up_refuses_a_bad_channel_setting_naming_the_key(part, key, value, named, monkeypatch, tmp_path):
+    from scripts.stack import check_config
+
+    monkeypatch.setenv("JJ_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    channels = _local_channels()
+    setattr(getattr(channels, part), key, value)
+    with pytest.raises(SystemExit) as info:
+        check_config(channels)
+    assert named in str(info.value) and "configuration error" in str(info.value)
