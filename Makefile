@@ -15,8 +15,12 @@ bench:
 	bash scripts/bootstrap.sh
 	.venv/bin/python bench/wechat_latency.py $(ARGS)
 
+bench-channels:
+	bash scripts/bootstrap.sh
+	.venv/bin/python bench/channel_latency.py $(ARGS)
+
 bench-nlu:
 	bash scripts/bootstrap.sh
 	.venv/bin/python bench/nlu_quality.py $(ARGS)
 
-.PHONY: run test chat menu bench bench-nlu
+.PHONY: run test chat menu bench bench-channels bench-nlu

@@ -1,0 +1,159 @@
+"""Inbound latency on every channel, beside Rasa's REST channel in the same run.
+
+    python bench/channel_latency.py [--users 10] [--conversations 2] [--rounds 2] [--think 2] [--postgres URL]
+
+Starts the stand-ins of every platform API, the action server and the Rasa server on free loopback
+ports (fresh SQLite records unless --postgres). Then, round by round, each channel in turn carries
+the same 4-message conversation for N concurrent users: REST, WeChat, Weibo, SMS through Twilio,
+Alibaba Cloud and the generic webhook, and Telegram. A message's latency is from sending it to the
+moment its whole answer reached the platform: the passive reply's arrival, or the stand-in API's
+receipt of the last piece for channels that answer through the platform's API. Every answer is
+checked. Prints p50/p99 per channel and its ratio to REST.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.stack import Stack, StackConfig, prepare_database  # noqa: E402
+from scripts.train import train  # noqa: E402
+from tests.support.background import free_port  # noqa: E402
+from tests.support.channel_clients import (Answer, ChannelClient, SMSClient, TelegramClient,  # noqa: E402
+                                           WeChatClient, WeiboClient)
+from tests.support.platforms import channel_settings, running_platforms  # noqa: E402
+from tests.support.sms_user import AliyunGateway, GenericGateway, TwilioGateway  # noqa: E402
+from tests.support.telegram_user import TelegramPlatform  # noqa: E402
+from tests.support.wechat_user import WeChatPlatform  # noqa: E402
+from tests.support.weibo_user import WeiboPlatform  # noqa: E402
+
+CONVERSATION = [("你好", "交警助手"), ("查一下鲁B12345的违章", "后6位"), ("672418", "有 3 条未处理"),
+                ("再见", "一路平安")]
+CHANNELS = ["rest", "wechat", "weibo", "sms-twilio", "sms-aliyun", "sms-generic", "telegram"]
+
+
+class RestClient(ChannelClient):
+    channel = "rest"
+
+    def __init__(self, url: str) -> None:
+        self.url, self.sender_id = url, "rest_bench_" + secrets.token_hex(6)
+        self.http = requests.Session()
+
+    def say(self, text: str, timeout: float = 15) -> Answer:
+        started = time.perf_counter()
+        res = self.http.post(self.url, json={"sender": self.sender_id, "message": text}, timeout=timeout)
+        texts = [m.get("text", "") for m in res.json()] if res.status_code == 200 else []
+        return Answer(res.status_code, "\n".join(texts), time.perf_counter() - started)
+
+
+def makers(rasa_url: str, channels, platforms) -> dict[str, Callable[[], ChannelClient]]:
+    hooks, c, p = f"{rasa_url}/webhooks", channels, platforms
+    return {
+        "rest": lambda: RestClient(f"{hooks}/rest/webhook"),
+        "wechat": lambda: WeChatClient(WeChatPlatform(f"{hooks}/wechat/webhook", c.wechat.token, c.wechat.app_id,
+                                                      c.wechat.aes_key, "safe"), p.wechat.url),
+        "weibo": lambda: WeiboClient(WeiboPlatform(f"{hooks}/weibo/webhook", c.weibo.app_secret,
+                                                   p.weibo.account_id), p.weibo_url),
+        "sms-twilio": lambda: SMSClient(TwilioGateway(f"{hooks}/sms/twilio", c.sms.twilio_auth_token), p.sms_url),
+        "sms-aliyun": lambda: SMSClient(AliyunGateway(f"{hooks}/sms/aliyun/{c.sms.aliyun_path_secret}"), p.sms_url),
+        "sms-generic": lambda: SMSClient(GenericGateway(f"{hooks}/sms/generic", c.sms.generic_secret), p.sms_url),
+        "telegram": lambda: TelegramClient(TelegramPlatform(f"{hooks}/telegram/webhook", c.telegram.secret_token,
+                                                            p.telegram_url, c.telegram.verify)),
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def run_phase(make: Callable[[], ChannelClient], users: int, conversations: int, think: float,
+              latencies: list[float], wrong: list[str]) -> None:
+    lock = threading.Lock()
+
+    def user() -> None:
+        client = make()
+        rng = random.Random(client.sender_id)
+        for _ in range(conversations):
+            for text, expected in CONVERSATION:
+                if think > 0:
+                    time.sleep(rng.uniform(0.5 * think, 1.5 * think))
+                answer = client.say(text)
+                with lock:
+                    latencies.append(answer.elapsed)
+                    if answer.status != 200 or expected not in answer.text:
+                        wrong.append(f"{client.channel}: {text!r} -> {answer.status} {answer.text[:80]!r}")
+
+    threads = [threading.Thread(target=user) for _ in range(users)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10, help="concurrent users per channel phase")
+    parser.add_argument("--conversations", type=int, default=2, help="per user and round")
+    parser.add_argument("--rounds", type=int, default=2, help="each round runs every channel once, in turn")
+    parser.add_argument("--think", type=float, default=2.0, help="mean pause in seconds before each message")
+    parser.add_argument("--postgres", help="a PostgreSQL URL for the records instead of SQLite")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="jj-bench-"))
+    url = args.postgres or f"sqlite+aiosqlite:///{tmp / 'records.db'}"
+    prepare_database(url)
+    rasa_port = free_port()
+    latencies = {name: [] for name in CHANNELS}
+    wrong: list[str] = []
+    with running_platforms() as platforms:
+        channels = channel_settings(platforms, f"http://127.0.0.1:{rasa_port}")
+        config = StackConfig(database_url=url, tracker_db=tmp / "tracker.db", channels=channels, model=train(),
+                             rasa_port=rasa_port, actions_port=free_port(), log_dir=tmp / "logs")
+        print(f"starting the stack (logs in {tmp / 'logs'})...", file=sys.stderr)
+        with Stack(config):
+            make = makers(config.rasa_url, channels, platforms)
+            for name in CHANNELS:  # warm-up: first messages load graphs and open pools
+                run_phase(make[name], 2, 1, 0, [], [])
+            for r in range(args.rounds):
+                for name in CHANNELS:
+                    print(f"round {r + 1}: {name}...", file=sys.stderr)
+                    run_phase(make[name], args.users, args.conversations, args.think, latencies[name], wrong)
+
+    rest = latencies["rest"]
+    rows = {name: {"messages": len(v), "p50_ms": 1000 * percentile(v, 0.5), "p99_ms": 1000 * percentile(v, 0.99),
+                   "max_ms": 1000 * max(v), "ratio_p50": percentile(v, 0.5) / percentile(rest, 0.5),
+                   "ratio_p99": percentile(v, 0.99) / percentile(rest, 0.99)} for name, v in latencies.items()}
+    print(f"\n{args.users} users per channel x {args.conversations} conversations x {args.rounds} rounds "
+          f"({len(CONVERSATION)} messages each), think time {args.think:g} s, "
+          f"records on {'PostgreSQL' if args.postgres else 'SQLite'}")
+    print(f"{'channel':12} {'messages':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'÷REST p50':>10} {'÷REST p99':>10}")
+    for name, s in rows.items():
+        print(f"{name:12} {s['messages']:8d} {s['p50_ms']:8.1f} {s['p99_ms']:8.1f} {s['max_ms']:8.1f} "
+              f"{s['ratio_p50']:10.2f} {s['ratio_p99']:10.2f}")
+    worst = max(max(s["ratio_p50"], s["ratio_p99"]) for s in rows.values())
+    print(f"worst channel/REST ratio {worst:.2f}x (target ≤ 1.15x: {'met' if worst <= 1.15 else 'NOT met'}); "
+          f"wrong answers: {len(wrong)}")
+    for line in wrong[:10]:
+        print("  " + line)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"channel_latency-{int(time.time())}.json").write_text(json.dumps(
+        {"args": vars(args), "channels": rows, "wrong": wrong}, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
