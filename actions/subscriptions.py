@@ -92,6 +92,7 @@ class ActionSubscribe(Action):
                 # Over SMS itself the sender's number is the one to text.
                 phone = tracker.sender_id if channel_of(tracker) == "sms" else tracker.get_slot("phone")
                 person.phone, person.sms_consent = phone, True
+                await queries.mark_identity_blocked(session, "sms", phone, blocked=False)
             if channel == "email":
                 person.email = tracker.get_slot("email")
             await queries.subscribe(session, person.id, channel)
@@ -123,6 +124,8 @@ class ActionUnsubscribe(Action):
             if channel in (None, "sms"):
                 # 退订 also withdraws consent to any SMS, not only the subscribed alerts.
                 person.sms_consent = False
+                if channel_of(tracker) == "sms":
+                    await queries.mark_identity_blocked(session, "sms", tracker.sender_id)
         if channel == "sms" and stopped == 0:
             dispatcher.utter_message(text=replies.sms_opted_out())
         else:

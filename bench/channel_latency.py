@@ -110,6 +110,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="each round runs every channel once, in turn")
     parser.add_argument("--think", type=float, default=2.0, help="mean pause in seconds before each message")
     parser.add_argument("--postgres", help="a PostgreSQL URL for the records instead of SQLite")
+    parser.add_argument("--model", type=Path, help="a trained model (default: train or reuse scripts/train.py's)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="jj-bench-"))
@@ -120,7 +121,8 @@ def main() -> int:
     wrong: list[str] = []
     with running_platforms() as platforms:
         channels = channel_settings(platforms, f"http://127.0.0.1:{rasa_port}")
-        config = StackConfig(database_url=url, tracker_db=tmp / "tracker.db", channels=channels, model=train(),
+        config = StackConfig(database_url=url, tracker_db=tmp / "tracker.db", channels=channels,
+                             model=args.model or train(),
                              rasa_port=rasa_port, actions_port=free_port(), log_dir=tmp / "logs")
         print(f"starting the stack (logs in {tmp / 'logs'})...", file=sys.stderr)
         with Stack(config):
@@ -151,7 +153,7 @@ def main() -> int:
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / f"channel_latency-{int(time.time())}.json").write_text(json.dumps(
-        {"args": vars(args), "channels": rows, "wrong": wrong}, indent=2, ensure_ascii=False))
+        {"args": {k: str(v) for k, v in vars(args).items()}, "channels": rows, "wrong": wrong}, indent=2, ensure_ascii=False))
     return 0
 
 

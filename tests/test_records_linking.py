@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 from actions.records import queries
 from actions.records.clock import now_local
 from actions.records.db import Database
-from actions.records.models import LinkCode, Person
+from actions.records.models import ChannelIdentity, LinkCode, Person
 
 
 @pytest.fixture
@@ -90,3 +90,20 @@ async def test_linking_twice_is_already_linked(db):
         code = await queries.issue_link_code(s, b.id, "sms", "13900007003")
         a = await _person(s, "wechat", "o-twice-1")
         assert (await queries.redeem_link_code(s, a.id, "wechat", "o-twice-1", code)).status == "already_linked"
+
+
+async def test_an_sms_opt_out_stays_until_resubscribed(db):
+    async with db.session() as s, s.begin():
+        await _person(s, "sms", "13900007010")
+        await queries.mark_identity_blocked(s, "sms", "13900007010")
+        await _person(s, "sms", "13900007010")  # texting again (e.g. asking a question) is not 订阅
+        assert await queries.sms_opted_out(s, "13900007010")
+        await queries.mark_identity_blocked(s, "sms", "13900007010", blocked=False)
+        assert not await queries.sms_opted_out(s, "13900007010")
+        assert not await queries.sms_opted_out(s, "13900007099")  # never texted: not opted out
+        await _person(s, "wechat", "o-blocked-1")
+        await queries.mark_identity_blocked(s, "wechat", "o-blocked-1")
+        await _person(s, "wechat", "o-blocked-1")  # writing again on WeChat means following again
+        [(blocked,)] = (await s.execute(select(ChannelIdentity.blocked).where(
+            ChannelIdentity.external_id == "o-blocked-1"))).all()
+        assert blocked is False

@@ -46,8 +46,10 @@ async def person_for(session: AsyncSession, channel: str, external_id: str) -> P
                                       ChannelIdentity.external_id == external_id)
     )).scalar_one_or_none()
     if identity is not None:
-        # Anyone who writes to us again can be reached again.
-        identity.last_seen_at, identity.blocked = now, False
+        identity.last_seen_at = now
+        if channel != "sms":
+            # Anyone who writes to us again can be reached again; an SMS opt-out (TD) stays until 订阅.
+            identity.blocked = False
         return await session.get(Person, identity.person_id)
     # A text message's sender is a phone number the gateway has verified.
     person = Person(created_at=now, phone=external_id if channel == "sms" else None)
@@ -68,10 +70,17 @@ async def person_for(session: AsyncSession, channel: str, external_id: str) -> P
     return person
 
 
-async def mark_identity_blocked(session: AsyncSession, channel: str, external_id: str) -> None:
-    """The user unfollowed or blocked us on this channel: pushes must not go there."""
+async def mark_identity_blocked(session: AsyncSession, channel: str, external_id: str,
+                                blocked: bool = True) -> None:
+    """The user unfollowed, blocked us or opted out (SMS 退订) on this channel: no pushes go there."""
     await session.execute(update(ChannelIdentity).where(
-        ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id).values(blocked=True))
+        ChannelIdentity.channel == channel, ChannelIdentity.external_id == external_id).values(blocked=blocked))
+
+
+async def sms_opted_out(session: AsyncSession, phone: str) -> bool:
+    """Whether this number sent 退订/TD (and not 订阅 since)."""
+    return (await session.execute(select(ChannelIdentity.blocked).where(
+        ChannelIdentity.channel == "sms", ChannelIdentity.external_id == phone))).scalar_one_or_none() is True
 
 
 async def vehicle_by_plate(session: AsyncSession, plate: str) -> Optional[Vehicle]:
