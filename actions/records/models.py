@@ -260,6 +260,16 @@ class OutboxMessage(Base):
     )
 
 
+class ServiceToken(Base):
+    """A platform access token shared by every process (WeChat's, for one): one row per name.
+    `refreshing_until` is a short lease so that one process at a time fetches a new one."""
+    __tablename__ = "service_tokens"
+    name = Column(String(64), primary_key=True)
+    value = Column(Text)
+    expires_at = Column(DateTime)
+    refreshing_until = Column(DateTime)
+
+
 class ProofAttempt(Base):
     """Every proof offered for a vehicle or licence, right or wrong: the basis of lock-outs."""
     __tablename__ = "proof_attempts"
