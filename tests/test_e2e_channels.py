@@ -208,3 +208,10 @@ def test_a_binding_made_on_wechat_is_used_over_sms_once_linked(assistant):
     [(action,)] = query(assistant, select(AuditEntry.action).where(AuditEntry.sender_id == wechat.sender_id,
                                                                   AuditEntry.action == "link_channels"))
     assert action == "link_channels"
+
+
+def test_sms_gets_the_short_answers_and_wechat_the_full_ones(assistant):
+    sms = client(assistant, "sms-twilio").say("你好").text
+    assert "回复TD退订" in sms and len(sms) <= 70  # one message, signature included
+    wechat = client(assistant, "wechat").say("你好").text
+    assert "回复TD退订" not in wechat and "预约远程视频处理事故或违法" in wechat
