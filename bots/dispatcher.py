@@ -211,10 +211,14 @@ class Dispatcher:
         else:
             error = outcome.error if outcome.kind != TRANSIENT else f"gave up after {attempts} attempts: {outcome.error}"
             values = dict(status="failed", attempts=attempts, claimed_until=None, last_error=error[:1000])
-        async with self.database.session() as s, s.begin():
-            await s.execute(update(OutboxMessage).where(where).values(**values)
-                            .execution_options(synchronize_session=False))
-            if outcome.blocked and note.channel == "wechat":
+        if not (outcome.blocked and note.channel == "wechat"):
+            # The common case on a bare connection: one short transaction, no ORM session.
+            async with self.database.engine.begin() as conn:
+                await conn.execute(update(OutboxMessage.__table__).where(where).values(**values))
+        else:
+            async with self.database.session() as s, s.begin():
+                await s.execute(update(OutboxMessage).where(where).values(**values)
+                                .execution_options(synchronize_session=False))
                 await queries.mark_identity_blocked(s, "wechat", note.to)
                 await self._fall_back_to_sms(s, note, now)
         self.stats[outcome.kind] += 1
