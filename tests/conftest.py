@@ -77,6 +77,13 @@ def wechat_api():
         yield standin
 
 
+def test_model(train) -> Path:
+    """JJ_TEST_MODEL names a trained model to use as is (quick runs while the data changes);
+    otherwise the model of the current inputs, trained if need be."""
+    chosen = os.environ.get("JJ_TEST_MODEL")
+    return Path(chosen) if chosen else train(quiet=True)
+
+
 @pytest.fixture(scope="session")
 def platforms(wechat_api):
     """Stand-ins of every platform API the assistant calls."""
@@ -119,7 +126,7 @@ def assistant(backend, tmp_path_factory, platforms):
     proxy = DelayProxy(f"http://127.0.0.1:{actions_port}")
     with BackgroundServer(proxy.app()) as proxy_server:
         config = StackConfig(database_url=url, tracker_db=tmp / "tracker.db", channels=channels,
-                             model=train(quiet=True), rasa_port=rasa_port, actions_port=actions_port,
+                             model=test_model(train), rasa_port=rasa_port, actions_port=actions_port,
                              action_endpoint=f"{proxy_server.url}/webhook", log_dir=tmp / "logs",
                              extra_env={"JJ_PROOF_MAX_FAILURES": "3"})
         with Stack(config) as stack:
