@@ -7,6 +7,7 @@ Also the library the tests and benchmarks use to start the same processes on the
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -212,6 +213,20 @@ def _dev_settings(rasa_url: str = "http://127.0.0.1:5005") -> ChannelSettings:
     return settings
 
 
+def _ingest_token() -> str:
+    """The ingest API's bearer token: from the environment, else kept in var/dev.env."""
+    if os.environ.get("JJ_INGEST_TOKEN"):
+        return os.environ["JJ_INGEST_TOKEN"]
+    text = DEV_ENV.read_text() if DEV_ENV.exists() else ""
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    if "JJ_INGEST_TOKEN" not in values:
+        DEV_ENV.parent.mkdir(parents=True, exist_ok=True)
+        values["JJ_INGEST_TOKEN"] = secrets.token_hex(16)
+        with open(DEV_ENV, "a") as fh:
+            fh.write(f"JJ_INGEST_TOKEN={values['JJ_INGEST_TOKEN']}\n")
+    return values["JJ_INGEST_TOKEN"]
+
+
 def check_config(channels: ChannelSettings) -> None:
     """Every setting checked before anything starts; the message names the bad key."""
     from actions.config import ActionSettings, ConfigError
@@ -283,6 +298,10 @@ def run() -> int:
                          model=model, rasa_port=rasa_port,
                          actions_port=int(os.environ.get("JJ_ACTIONS_PORT", "5055")))
     helpers = standins(channels, config.env(), config.log_dir)
+    ingest_port = os.environ.get("JJ_INGEST_PORT", "8090")
+    helpers.append(Process("push dispatcher", [sys.executable, "-m", "bots"],
+                           {**config.env(), "JJ_INGEST_TOKEN": _ingest_token(), "JJ_INGEST_PORT": ingest_port},
+                           config.log_dir / "bots.log", f"http://127.0.0.1:{ingest_port}/health"))
     stack = Stack(config)
     stopping = False
 
@@ -306,6 +325,8 @@ def run() -> int:
         print(f"Weibo           {hooks}/weibo/webhook")
         print(f"SMS             {hooks}/sms/twilio, {hooks}/sms/aliyun/<secret>, {hooks}/sms/generic")
         print(f"Telegram        {hooks}/telegram/webhook")
+        print(f"ingest API      http://127.0.0.1:{ingest_port}/ingest/violations  (push dispatcher; "
+              "Bearer token JJ_INGEST_TOKEN in var/dev.env; log var/log/bots.log)")
         print("secrets         var/dev.env; platform APIs: " +
               (", ".join(p.name.replace(" stand-in", "") for p in helpers) + " are local stand-ins" if helpers else "real"))
         print(f"records         {url}")
