@@ -10,6 +10,7 @@ Inspection endpoints (under /_standin/) let tests and the chat command read what
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import secrets
 import time
@@ -32,8 +33,9 @@ class Sent:
 
 
 class WeChatAPIStandIn:
-    def __init__(self, app_id: str, app_secret: str, grace: float = 300.0) -> None:
+    def __init__(self, app_id: str, app_secret: str, grace: float = 300.0, latency: float = 0.0) -> None:
         self.app_id = app_id
+        self.latency = latency  # seconds added before every API answer (the real API is far away)
         self.app_secret = app_secret
         self.grace = grace
         self.tokens: dict[str, float] = {}  # token -> expiry (monotonic)
@@ -171,7 +173,13 @@ class WeChatAPIStandIn:
         return [s for s in self.sent if s.touser == openid]
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=1024 * 1024)
+        @web.middleware
+        async def delay(request: web.Request, handler):
+            if self.latency > 0 and request.path.startswith("/cgi-bin/"):
+                await asyncio.sleep(self.latency)
+            return await handler(request)
+
+        app = web.Application(client_max_size=1024 * 1024, middlewares=[delay])
         app.router.add_get("/cgi-bin/token", self.token)
         app.router.add_post("/cgi-bin/message/custom/send", self.custom_send)
         app.router.add_post("/cgi-bin/message/template/send", self.template_send)
@@ -187,8 +195,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--app-id", required=True)
     parser.add_argument("--app-secret", required=True)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added before every API answer")
     args = parser.parse_args()
-    web.run_app(WeChatAPIStandIn(args.app_id, args.app_secret).app(), host=args.host, port=args.port,
+    web.run_app(WeChatAPIStandIn(args.app_id, args.app_secret, latency=args.latency).app(), host=args.host, port=args.port,
                 print=None, access_log=None)
 
 
