@@ -14,11 +14,16 @@ from urllib.parse import quote
 
 WECHAT_FIELD_MAX = 20
 REPORT_KINDS = {"facility": "设施报修", "violation": "违法举报", "misconduct": "执法投诉"}
-REPORT_STATUSES = {"accepted": "已采纳", "rejected": "未采纳", "fixed": "已修复"}
+REPORT_STATUSES = {"accepted": "已采纳", "rejected": "未采纳", "fixed": "已修复", "dispatched": "已派单处理"}
 # One template per kind of notice, as chosen in the WeChat admin console.
 TEMPLATE_KINDS = {"violation": "violation", "violation_owner": "violation", "inspection_due": "inspection",
                   "licence_expiring": "licence", "points_high": "points", "report_decided": "report"}
 SMS_OPT_OUT = "回TD退订"
+# Sent on WeChat as customer-service text (inside the 48-hour window), never as a template:
+# a staff member's own words, and appointment changes (no template chosen for them).
+CUSTOM_TEXT_KINDS = ("staff_reply", "appointment_changed")
+APPOINTMENT_KINDS = {"accident": "事故", "violation": "违法"}
+STAFF_REPLY_SMS_MAX = 300
 
 
 class UnknownEvent(ValueError):
@@ -94,9 +99,28 @@ def lines(kind: str, p: Mapping[str, Any]) -> Tuple[str, list]:
         if p.get("status") == "rejected" and p.get("reason"):
             body.append(f"原因：{p.get('reason')}")
         body.append("感谢您对道路交通安全的支持。")
+    elif kind == "appointment_changed":
+        title = "远程处理预约"
+        body = [_appointment(p), "请按时在线办理，如需调整请回复本账号。"]
+    elif kind == "staff_reply":
+        title = "人工客服回复"
+        body = [str(p.get("text") or "")]
     else:
         raise UnknownEvent(kind)
     return title, body
+
+
+def _appointment(p: Mapping[str, Any]) -> str:
+    what = APPOINTMENT_KINDS.get(str(p.get("kind")), "")
+    change = "已调整为" if p.get("change") == "moved" else "已确认，时间为"
+    return f"您的{what}远程处理预约（编号{p.get('appointment_no')}）{change}{_when(p.get('starts_at'))}。"
+
+
+def custom_text(kind: str, p: Mapping[str, Any]) -> str:
+    """WeChat customer-service text: a staff reply as written, other kinds as title and lines."""
+    if kind == "staff_reply":
+        return str(p.get("text") or "")
+    return plain_text(kind, p)
 
 
 def details_url(base: str, event_key: str) -> str:
@@ -144,6 +168,10 @@ def sms_text(kind: str, p: Mapping[str, Any]) -> str:
         text = f"您的{what}（{p.get('report_no')}）{status}。"
         if p.get("status") == "rejected" and p.get("reason"):
             text += f"原因：{fit(p.get('reason'), 20)}。"
+    elif kind == "appointment_changed":
+        text = _appointment(p)
+    elif kind == "staff_reply":  # a conversation, not a notice: longer, the gateway splits it
+        return f"交警人工客服：{fit(p.get('text'), STAFF_REPLY_SMS_MAX)}"
     else:
         raise UnknownEvent(kind)
     return f"{text}{SMS_OPT_OUT}"
@@ -152,8 +180,10 @@ def sms_text(kind: str, p: Mapping[str, Any]) -> str:
 def plain_text(kind: str, p: Mapping[str, Any], url: Optional[str] = None) -> str:
     """Telegram, Weibo: a title and short lines."""
     title, body = lines(kind, p)
+    if kind == "staff_reply":  # the staff member's words, as in a chat
+        return "\n".join(body)
     parts = [f"【{title}】", *body]
-    if url:
+    if url and kind not in CUSTOM_TEXT_KINDS:
         parts.append(f"详情：{url}")
     return "\n".join(parts)
 

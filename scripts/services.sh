@@ -39,5 +39,16 @@ if ! redis_up && [ "$install" = "true" -o "$install" = "1" ]; then
   for _ in $(seq 1 10); do redis_up && break; sleep 1; done
 fi
 
+# Headless Chromium for the console's browser tests: Debian's chromium and chromium-driver.
+chromium_up() { command -v chromium >/dev/null && command -v chromedriver >/dev/null && fc-list :lang=zh 2>/dev/null | grep -q .; }
+if ! chromium_up; then
+  if [ "$install" = "true" -o "$install" = "1" ]; then
+    echo "services: installing chromium and chromium-driver" >&2
+    apt_install chromium chromium-driver fonts-wqy-microhei  # a CJK font, or the screenshots show boxes
+  else
+    echo "services: chromium/chromium-driver missing: the console browser tests will be skipped (JJ_INSTALL_SERVICES=1 installs them)" >&2
+  fi
+fi
+
 if pg_up; then echo "export JJ_TEST_POSTGRES_URL='$PG_URL'"; else echo "services: PostgreSQL not reachable at $PG_URL" >&2; fi
 if redis_up; then echo "export JJ_TEST_REDIS_URL='$REDIS_URL'"; else echo "services: Redis not reachable at $REDIS_URL" >&2; fi

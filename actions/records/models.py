@@ -225,8 +225,12 @@ class Handoff(Base):
     channel = Column(String(16), nullable=False)
     sender_id = Column(String(128), nullable=False)
     reason = Column(Text)
-    status = Column(String(16), nullable=False, default="open")
+    status = Column(String(16), nullable=False, default="open")  # open, taken, closed
     created_at = Column(DateTime, nullable=False)
+    taken_by = Column(String(64))   # the staff username who took the conversation
+    taken_at = Column(DateTime)
+    closed_at = Column(DateTime)
+    replies = Column(Integer, nullable=False, default=0)  # numbers each staff reply's outbox event
 
 
 class Feedback(Base):
@@ -296,3 +300,28 @@ class AuditEntry(Base):
     action = Column(String(32), nullable=False)   # disclose_violations, disclose_points ...
     subject = Column(String(32), nullable=False)  # the plate or licence number
     detail = Column(JSON, nullable=False)
+
+
+STAFF_ROLES = ("reviewer", "supervisor")
+
+
+class StaffAccount(Base):
+    """A member of the department's staff who signs in to the console."""
+    __tablename__ = "staff_accounts"
+    id = Column(Integer, primary_key=True)
+    username = Column(String(64), nullable=False, unique=True)
+    password_hash = Column(String(255), nullable=False)  # argon2id, with its parameters
+    role = Column(String(16), nullable=False)
+    disabled = Column(Boolean, nullable=False, default=False)
+    created_at = Column(DateTime, nullable=False)
+
+
+class StaffSession(Base):
+    """A signed-in browser: only the token's hash is stored, so a leaked table signs nobody in."""
+    __tablename__ = "staff_sessions"
+    id = Column(Integer, primary_key=True)
+    token_hash = Column(String(64), nullable=False, unique=True)
+    account_id = Column(Integer, ForeignKey("staff_accounts.id"), nullable=False, index=True)
+    csrf_token = Column(String(64), nullable=False)
+    expires_at = Column(DateTime, nullable=False)
+    created_at = Column(DateTime, nullable=False)

@@ -59,7 +59,8 @@ REJECT_REASONS = {
     "self_filmed": "驾驶人驾车时拍摄，不予采纳",
     "incomplete_information": "时间、地点等信息不完整",
 }
-DECISIONS = ("accepted", "rejected", "fixed")
+# A facility report goes received -> dispatched (a crew is on its way) -> fixed.
+DECISIONS = ("accepted", "rejected", "fixed", "dispatched")
 REPORT_NO = re.compile(r"^R[0-9]{12,16}$")  # R + yyyymmdd + serial, as queries.create_report numbers them
 MAX_REASON = 200
 
@@ -582,11 +583,12 @@ def reason_text(reason: Optional[str]) -> Optional[str]:
 
 async def decide_report(session: AsyncSession, report_no: str, status: str,
                         reason: Optional[str] = None) -> Decision:
-    """Accept, reject (with a reason: a REJECT_REASONS key or free text) or mark fixed (facility
-    reports) a report, and tell the reporter. The same status again changes nothing, whatever the
-    reason: the reporter has been told already. Raises DecisionError."""
+    """Accept, reject (with a reason: a REJECT_REASONS key or free text), or for facility reports
+    mark dispatched or fixed, and tell the reporter. The same status again changes nothing,
+    whatever the reason: the reporter has been told already. Raises DecisionError."""
     if status not in DECISIONS:
-        raise DecisionError("bad_status", "处理结果应为 accepted（采纳）、rejected（不予采纳）或 fixed（已修复）")
+        raise DecisionError("bad_status", "处理结果应为 accepted（采纳）、rejected（不予采纳）、"
+                                          "dispatched（已派单）或 fixed（已修复）")
     text = reason_text(reason) if status == "rejected" else None
     if status == "rejected" and not text:
         raise DecisionError("missing_reason", "不予采纳时须说明理由")
@@ -605,6 +607,8 @@ async def decide_report(session: AsyncSession, report_no: str, status: str,
         return Decision(report_no, status, report.reject_reason, False, 0)
     if status == "fixed" and report.kind != "facility":
         raise DecisionError("fixed_only_for_facility", "只有设施报修可以标记为已修复")
+    if status == "dispatched" and report.kind != "facility":
+        raise DecisionError("dispatched_only_for_facility", "只有设施报修可以派单")
     if report.status == "fixed":
         raise DecisionError("already_fixed", "该报修已修复，不能再改")
     report.status, report.reject_reason, report.decided_at = status, text, now_local()
