@@ -16,7 +16,7 @@ import sys
 from typing import Optional
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from actions.records.clock import now_local
 from actions.records.db import Database, DatabaseConfigError, async_url, database_url
@@ -106,6 +106,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return asyncio.run(_main(args))
     except (ValueError, DatabaseConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OperationalError, ProgrammingError) as exc:  # most often: migration 0005 not applied yet
+        print(f"error: the records database is not ready (run the migrations to head): {exc.orig}", file=sys.stderr)
         return 2
 
 

@@ -32,7 +32,7 @@ def newest_model() -> Optional[Path]:
 class RasaAPI:
     def __init__(self, model: Path, workdir: Path) -> None:
         self.model, self.workdir = model, workdir
-        self.port, self.token = free_port(), secrets.token_urlsafe(16)
+        self.port, self.token = free_port(), secrets.token_hex(16)  # never starts with "-" (argparse)
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: Optional[subprocess.Popen] = None
 
