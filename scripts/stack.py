@@ -227,6 +227,33 @@ def _ingest_token() -> str:
     return values["JJ_INGEST_TOKEN"]
 
 
+def _demo_staff(url: str) -> Optional[str]:
+    """A supervisor account 'admin' for this machine's console, made once; its password is kept in
+    var/dev.env and returned when it was just made. More accounts: python -m console.accounts add."""
+    import asyncio
+
+    from actions.records.db import Database
+    from console import accounts
+
+    async def make() -> Optional[str]:
+        db = Database(url)
+        try:
+            if any(a.username == "admin" for a in await accounts.listing(db)):
+                return None
+            password = secrets.token_urlsafe(12)
+            await accounts.add(db, "admin", "supervisor", password)
+            return password
+        finally:
+            await db.dispose()
+
+    password = asyncio.run(make())
+    if password:
+        DEV_ENV.parent.mkdir(parents=True, exist_ok=True)
+        with open(DEV_ENV, "a") as fh:
+            fh.write(f"JJ_CONSOLE_ADMIN_PASSWORD={password}\n")
+    return password
+
+
 def check_config(channels: ChannelSettings) -> None:
     """Every setting checked before anything starts; the message names the bad key."""
     from actions.config import ActionSettings, ConfigError
@@ -302,6 +329,12 @@ def run() -> int:
     helpers.append(Process("push dispatcher", [sys.executable, "-m", "bots"],
                            {**config.env(), "JJ_INGEST_TOKEN": _ingest_token(), "JJ_INGEST_PORT": ingest_port},
                            config.log_dir / "bots.log", f"http://127.0.0.1:{ingest_port}/health"))
+    console_port = os.environ.get("JJ_CONSOLE_PORT", "8095")
+    staff_password = _demo_staff(url)
+    helpers.append(Process("staff console", [sys.executable, "-m", "console"],
+                           {**config.env(), "JJ_CONSOLE_PORT": console_port, "RASA_URL": config.rasa_url,
+                            "RASA_API_TOKEN": channels.rasa_api_token},
+                           config.log_dir / "console.log", f"http://127.0.0.1:{console_port}/login"))
     stack = Stack(config)
     stopping = False
 
@@ -329,6 +362,8 @@ def run() -> int:
               "Bearer token JJ_INGEST_TOKEN in var/dev.env; log var/log/bots.log)")
         print("secrets         var/dev.env; platform APIs: " +
               (", ".join(p.name.replace(" stand-in", "") for p in helpers) + " are local stand-ins" if helpers else "real"))
+        print(f"staff console   http://127.0.0.1:{console_port}/  (user admin, supervisor"
+              + (f", password {staff_password}" if staff_password else ": password in var/dev.env") + ")")
         print(f"records         {url}")
         print("\nTalk to it:     make chat        (a WeChat user on this terminal)")
         print("Stop:           Ctrl-C\n", flush=True)
