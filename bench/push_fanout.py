@@ -92,6 +92,11 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def naive(standin: WeChatAPIStandIn, sample: int, budget: float) -> tuple[int, float]:
     """client.message.send_template for each row, one after another, as a plain script would:
     up to `sample` rows or `budget` seconds, whichever ends first. Returns (rows, rate)."""
@@ -147,6 +152,7 @@ def main() -> None:
                         raise SystemExit(f"dispatcher exited: {(Path(tmp) / 'bots.log').read_text()[-2000:]}")
                     time.sleep(0.5)
                 rss = peak_rss_mb(proc.pid)
+                cpu = cpu_seconds(proc.pid)
                 wall = time.perf_counter() - started
             finally:
                 proc.send_signal(signal.SIGTERM)
@@ -158,7 +164,8 @@ def main() -> None:
             losses = sum(1 for o in openids if o not in counts)
             print(f"dispatcher: {len(stamps)} accepted by the stand-in at {rate:.0f} notifications/s "
                   f"(first to last accept; {args.rows / wall:.0f}/s from process start to the last row marked sent), "
-                  f"duplicates {duplicates}, losses {losses}, peak RSS {rss:.0f} MB")
+                  f"duplicates {duplicates}, losses {losses}, peak RSS {rss:.0f} MB, "
+                  f"CPU {cpu:.0f}s in all = {cpu / args.rows * 1000:.2f} ms a notification (start-up included)")
             sample, naive_rate = naive(standin, min(args.naive, args.rows), args.naive_seconds)
             print(f"naive sequential wechatpy loop: {naive_rate:.0f} notifications/s "
                   f"(on a sample of {sample}, not the full {args.rows}: it would take {args.rows / naive_rate:.0f}s)")
