@@ -74,10 +74,10 @@ HELP = ("我可以帮您办理：\n1. 查违章：发送“查违章”加车牌
         "9. 解答罚款缴纳、记分、年检、换证、异地违法等常见问题\n需要人工服务请发送“转人工”。")
 
 # Text messages are billed per 67 characters: SMS gets short versions of the long answers.
-SMS_HELP = "可发：查违章 鲁B12345、我还有几分、绑定车辆、订阅提醒、随手拍、报修信号灯、我的举报、预约处理、转人工。回复TD退订。"
+SMS_HELP = "可发：查违章鲁B12345、我还有几分、绑定车辆、订阅提醒、随手拍、报修信号灯、我的举报、预约、转人工。回复TD退订。"
 
 RESPONSES = {
-  "utter_greet": [{"text": "您好，这里是交警助手。" + HELP}, {"text": "您好，交警助手。" + SMS_HELP, "channel": "sms"}],
+  "utter_greet": [{"text": "您好，这里是交警助手。" + HELP}, {"text": "您好！" + SMS_HELP, "channel": "sms"}],
   "utter_help": [{"text": HELP}, {"text": SMS_HELP, "channel": "sms"}],
   "utter_goodbye": [{"text": "感谢使用交警助手，祝您一路平安！"}],
   "utter_thank": [{"text": "不客气，祝您出行平安！还有其他问题随时发消息给我。"}],
