@@ -144,7 +144,9 @@ def test_bad_input_gets_a_clear_answer(assistant):
     for text in ("😀😀😀", "'; DROP TABLE vehicles; --", "asdfghjkl"):
         reply = user.say(text)
         assert reply.status == 200 and reply.text, text
-    assert "帮助" in user.say("'; DROP TABLE vehicles; --").text  # a clear answer, records intact
+    # A clear answer (not understood, or not something it does, with what it can do); records intact.
+    answer = user.say("'; DROP TABLE vehicles; --").text
+    assert "帮助" in answer or "不在我的服务范围内" in answer
     assert ASK_PROOF in WeChatUser(assistant.platform).say("查鲁B12345违章").text
 
 
