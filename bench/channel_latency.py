@@ -39,7 +39,7 @@ from tests.support.telegram_user import TelegramPlatform  # noqa: E402
 from tests.support.wechat_user import WeChatPlatform  # noqa: E402
 from tests.support.weibo_user import WeiboPlatform  # noqa: E402
 
-CONVERSATION = [("你好", "交警助手"), ("查一下鲁B12345的违章", "后6位"), ("672418", "有 3 条未处理"),
+CONVERSATION = [("你好", "查违章"), ("查一下鲁B12345的违章", "后6位"), ("672418", "有 3 条未处理"),
                 ("再见", "一路平安")]
 CHANNELS = ["rest", "wechat", "weibo", "sms-twilio", "sms-aliyun", "sms-generic", "telegram"]
 
