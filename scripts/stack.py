@@ -360,8 +360,8 @@ def run() -> int:
         print(f"Telegram        {hooks}/telegram/webhook")
         print(f"ingest API      http://127.0.0.1:{ingest_port}/ingest/violations  (push dispatcher; "
               "Bearer token JJ_INGEST_TOKEN in var/dev.env; log var/log/bots.log)")
-        print("secrets         var/dev.env; platform APIs: " +
-              (", ".join(p.name.replace(" stand-in", "") for p in helpers) + " are local stand-ins" if helpers else "real"))
+        local = [p.name.replace(" stand-in", "") for p in helpers if p.name.endswith("stand-in")]
+        print("secrets         var/dev.env; platform APIs: " + (", ".join(local) + " are local stand-ins" if local else "real"))
         print(f"staff console   http://127.0.0.1:{console_port}/  (user admin, supervisor"
               + (f", password {staff_password}" if staff_password else ": password in var/dev.env") + ")")
         print(f"records         {url}")
