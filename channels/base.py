@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Sequence, Text
 
-from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.core.channels.channel import CollectingOutputChannel, OutputChannel, UserMessage
 
 from channels.script import ScriptMemory, guard_payload
 
@@ -119,6 +119,24 @@ def split_text(text: str, limit: int, size: Callable[[str], int] = lambda s: len
     if current:
         pieces.append(current)
     return pieces
+
+
+class TextOutput(OutputChannel):
+    """An output channel that can only send text: buttons become numbered choices, images their URL.
+    Subclasses define `send_text(recipient, text)`."""
+
+    async def send_text(self, recipient_id: Text, text: Text) -> Any:
+        raise NotImplementedError
+
+    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
+        await self.send_text(recipient_id, text)
+
+    async def send_text_with_buttons(self, recipient_id: Text, text: Text,
+                                     buttons: List[Dict[Text, Any]], **kwargs: Any) -> None:
+        await self.send_text(recipient_id, render_messages([{"text": text, "buttons": buttons}]))
+
+    async def send_image_url(self, recipient_id: Text, image: Text, **kwargs: Any) -> None:
+        await self.send_text(recipient_id, image)
 
 
 class ChoiceMemory:

@@ -51,6 +51,8 @@ malformed body (a batch with one bad item is refused whole), an oversized body (
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import asyncio
 import hashlib
 import hmac
@@ -69,7 +71,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from channels import base
-from channels.base import Background, ChannelConfigError, Conversations, Credentials, answer_within, render_messages
+from channels.base import Background, ChannelConfigError, Conversations, Credentials, TextOutput, answer_within
 from channels.dedup import DedupStore, dedup_store
 from channels.sms_senders import AliyunSender, SendResult, SMSSender, TwilioSender
 
@@ -203,7 +205,7 @@ class SMSFormat:
         return [self.signature + p if with_signature else p for p in parts]
 
 
-class SMSOutput(OutputChannel):
+class SMSOutput(TextOutput):
     """Sends through the configured gateway; failures are logged with the gateway's code."""
 
     def __init__(self, sender: SMSSender, fmt: SMSFormat) -> None:
@@ -224,15 +226,6 @@ class SMSOutput(OutputChannel):
                 break
         return results
 
-    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
-        await self.send_text(recipient_id, text)
-
-    async def send_text_with_buttons(self, recipient_id: Text, text: Text,
-                                     buttons: List[Dict[Text, Any]], **kwargs: Any) -> None:
-        await self.send_text(recipient_id, render_messages([{"text": text, "buttons": buttons}]))
-
-    async def send_image_url(self, recipient_id: Text, image: Text, **kwargs: Any) -> None:
-        await self.send_text(recipient_id, image)
 
 
 class BadRequest(Exception):
@@ -268,7 +261,6 @@ class SMSInput(InputChannel):
         self.config = config
         self.fmt = SMSFormat(config.signature_text, config.max_chars)
         self._sender = sender
-        self._dedup: Optional[DedupStore] = None
         self.conversations = Conversations()
         self.background = Background()
 
@@ -278,11 +270,9 @@ class SMSInput(InputChannel):
             self._sender = make_sender(self.config)
         return self._sender
 
-    @property
+    @cached_property  # made on first use, never at start-up
     def dedup(self) -> DedupStore:
-        if self._dedup is None:
-            self._dedup = dedup_store(self.config.dedup, ttl=DEDUP_TTL)
-        return self._dedup
+        return dedup_store(self.config.dedup, ttl=DEDUP_TTL)
 
     def get_output_channel(self) -> Optional[OutputChannel]:
         return SMSOutput(self.sender, self.fmt)

@@ -21,6 +21,8 @@ the user's script, are split under 4096 characters, and a 429 is waited out once
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import asyncio
 import hashlib
 import hmac
@@ -253,7 +255,6 @@ class TelegramInput(RasaTelegramInput):
         self.conversations = Conversations()
         self.background = Background()
         self._output: Optional[TelegramOutput] = None
-        self._dedup: Optional[DedupStore] = None
 
     def get_output_channel(self) -> TelegramOutput:
         # No API call here (Rasa's set the webhook with asyncio.run, which fails in a running loop).
@@ -261,11 +262,9 @@ class TelegramInput(RasaTelegramInput):
             self._output = TelegramOutput(self.config, self.conversations.scripts)
         return self._output
 
-    @property
+    @cached_property  # made on first use, never at start-up
     def dedup(self) -> DedupStore:
-        if self._dedup is None:
-            self._dedup = dedup_store(self.config.dedup, ttl=24 * 3600)  # Telegram redelivers for hours
-        return self._dedup
+        return dedup_store(self.config.dedup, ttl=24 * 3600)  # Telegram redelivers for hours
 
     def _secret_ok(self, header: Optional[str]) -> bool:
         return header is not None and hmac.compare_digest(header.encode(), self.config.secret_token.encode())

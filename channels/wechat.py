@@ -21,6 +21,8 @@ follows through the customer-service message API.
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import asyncio
 import hashlib
 import json
@@ -44,7 +46,7 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
 from channels import base
-from channels.base import Background, ChannelConfigError, Conversations, Credentials, answer_within, render_messages
+from channels.base import Background, ChannelConfigError, Conversations, Credentials, TextOutput, answer_within
 from channels.dedup import DedupStore, dedup_store
 
 logger = logging.getLogger(__name__)
@@ -152,7 +154,7 @@ def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> List[str]:
     return base.split_text(text, limit)
 
 
-class WeChatOutput(OutputChannel):
+class WeChatOutput(TextOutput):
     """Sends through the customer-service message API (allowed 48 h after the user's last action)."""
 
     def __init__(self, client: GuardedWeChatClient) -> None:
@@ -168,15 +170,6 @@ class WeChatOutput(OutputChannel):
             # wechatpy is synchronous (requests): keep it off the event loop.
             await loop.run_in_executor(None, self.client.message.send_text, openid, piece)
 
-    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
-        await self.send_text(recipient_id, text)
-
-    async def send_text_with_buttons(self, recipient_id: Text, text: Text,
-                                     buttons: List[Dict[Text, Any]], **kwargs: Any) -> None:
-        await self.send_text(recipient_id, render_messages([{"text": text, "buttons": buttons}]))
-
-    async def send_image_url(self, recipient_id: Text, image: Text, **kwargs: Any) -> None:
-        await self.send_text(recipient_id, image)
 
 
 def dedup_key(msg: Any) -> str:
@@ -201,7 +194,6 @@ class WeChatInput(InputChannel):
         self.crypto = WeChatCrypto(config.token, config.encoding_aes_key, config.app_id) \
             if config.encoding_aes_key else None
         self._client: Optional[GuardedWeChatClient] = None
-        self._dedup: Optional[DedupStore] = None
         self.conversations = Conversations()
         self.background = Background()
 
@@ -211,11 +203,9 @@ class WeChatInput(InputChannel):
             self._client = make_client(self.config)
         return self._client
 
-    @property
+    @cached_property  # made on first use, never at start-up
     def dedup(self) -> DedupStore:
-        if self._dedup is None:
-            self._dedup = dedup_store(self.config.dedup, ttl=60)
-        return self._dedup
+        return dedup_store(self.config.dedup, ttl=60)
 
     def get_output_channel(self) -> Optional[OutputChannel]:
         return WeChatOutput(self.client)

@@ -18,6 +18,8 @@ empty and the answer follows through the reply API (2/messages/reply.json).
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import asyncio
 import hashlib
 import hmac
@@ -37,7 +39,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from channels import base
-from channels.base import Background, ChannelConfigError, Conversations, Credentials, answer_within, render_messages
+from channels.base import Background, ChannelConfigError, Conversations, Credentials, TextOutput, answer_within
 from channels.dedup import DedupStore, dedup_store
 
 logger = logging.getLogger(__name__)
@@ -108,7 +110,7 @@ def split_text(text: str, limit: int = MAX_TEXT_CHARS) -> List[str]:
     return base.split_text(text, limit, size=len)
 
 
-class WeiboOutput(OutputChannel):
+class WeiboOutput(TextOutput):
     """Sends through the reply API (allowed 48 h after the user's last message). Works from any
     running event loop: the channel's server and the push dispatcher each get their own session."""
 
@@ -159,15 +161,6 @@ class WeiboOutput(OutputChannel):
         for piece in split_text(text):
             await self.reply(receiver_id, piece)
 
-    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
-        await self.send_text(recipient_id, text)
-
-    async def send_text_with_buttons(self, recipient_id: Text, text: Text,
-                                     buttons: List[Dict[Text, Any]], **kwargs: Any) -> None:
-        await self.send_text(recipient_id, render_messages([{"text": text, "buttons": buttons}]))
-
-    async def send_image_url(self, recipient_id: Text, image: Text, **kwargs: Any) -> None:
-        await self.send_text(recipient_id, image)
 
 
 @dataclass(frozen=True)
@@ -259,15 +252,12 @@ class WeiboInput(InputChannel):
     def __init__(self, config: WeiboConfig) -> None:
         self.config = config
         self.output = WeiboOutput(config)  # makes no session until its first send
-        self._dedup: Optional[DedupStore] = None
         self.conversations = Conversations()
         self.background = Background()
 
-    @property
+    @cached_property  # made on first use, never at start-up
     def dedup(self) -> DedupStore:
-        if self._dedup is None:
-            self._dedup = dedup_store(self.config.dedup, ttl=60)
-        return self._dedup
+        return dedup_store(self.config.dedup, ttl=60)
 
     def get_output_channel(self) -> Optional[OutputChannel]:
         return self.output
