@@ -72,6 +72,7 @@ from sanic.response import HTTPResponse
 
 from channels import base
 from channels.base import Background, ChannelConfigError, Conversations, Credentials, TextOutput, answer_within
+from channels.body import read_body
 from channels.dedup import DedupStore, dedup_store
 from channels.sms_senders import AliyunSender, SendResult, SMSSender, TwilioSender
 
@@ -302,9 +303,10 @@ class SMSInput(InputChannel):
                                                  self.name(), {"sms_gateway": gateway})
         await self._reply_later(phone, task, collector)
 
-    def _too_big(self, request: Request) -> bool:
-        if len(request.body or b"") > self.config.max_body_bytes:
-            logger.warning("sms: body of %d bytes refused", len(request.body))
+    async def _too_big(self, request: Request) -> bool:
+        """Reads the body (streaming routes); True if it is over max_body_bytes."""
+        if not await read_body(request, self.config.max_body_bytes):
+            logger.warning("sms: body over %d bytes refused", self.config.max_body_bytes)
             return True
         return False
 
@@ -330,7 +332,7 @@ class SMSInput(InputChannel):
     async def _twilio(self, request: Request, on_new_message: Callable[[UserMessage], Awaitable[Any]]
                       ) -> HTTPResponse:
         started = time.monotonic()
-        if self._too_big(request):
+        if await self._too_big(request):
             return response.text("payload too large", status=413)
         try:
             form = self._twilio_form(request)
@@ -399,7 +401,7 @@ class SMSInput(InputChannel):
         if not expected or not hmac.compare_digest(secret.encode(), expected.encode()):
             logger.warning("sms: aliyun push with a wrong path secret from %s", request.ip)
             return response.json({"code": 403, "msg": "forbidden"}, status=403)
-        if self._too_big(request):
+        if await self._too_big(request):
             return response.json({"code": 413, "msg": "payload too large"}, status=413)
         try:
             items = self._aliyun_items(request.body or b"")
@@ -437,7 +439,7 @@ class SMSInput(InputChannel):
 
     async def _generic(self, request: Request, on_new_message: Callable[[UserMessage], Awaitable[Any]]
                        ) -> HTTPResponse:
-        if self._too_big(request):
+        if await self._too_big(request):
             return response.json({"ok": False, "error": "payload too large"}, status=413)
         refused = self._generic_signed(request)
         if refused:
@@ -470,21 +472,22 @@ class SMSInput(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint(f"sms_webhook_{id(self):x}", __name__)
 
-        @bp.route("/", methods=["GET"])
+        @bp.route("/", methods=["GET"], ignore_body=True)
         async def health(_: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
 
-        @bp.route("/twilio", methods=["POST"])
+        # Streaming routes: each body is read against max_body_bytes, never more.
+        @bp.route("/twilio", methods=["POST"], stream=True)
         async def twilio(request: Request) -> HTTPResponse:
             if not self.config.twilio_auth_token:
                 return response.text("not found", status=404)
             return await self._twilio(request, on_new_message)
 
-        @bp.route("/aliyun/<secret>", methods=["POST"])
+        @bp.route("/aliyun/<secret>", methods=["POST"], stream=True)
         async def aliyun(request: Request, secret: str) -> HTTPResponse:
             return await self._aliyun(request, secret, on_new_message)
 
-        @bp.route("/generic", methods=["POST"])
+        @bp.route("/generic", methods=["POST"], stream=True)
         async def generic(request: Request) -> HTTPResponse:
             if not self.config.generic_secret:
                 return response.text("not found", status=404)

@@ -46,6 +46,7 @@ from sanic.response import HTTPResponse
 
 from channels import base
 from channels.base import Background, ChannelConfigError, Conversations, Credentials
+from channels.body import read_body
 from channels.dedup import DedupStore, dedup_store
 from channels.script import ScriptMemory, guard_payload
 
@@ -359,8 +360,8 @@ class TelegramInput(RasaTelegramInput):
 
     async def _handle(self, request: Request, on_new_message: Callable[[UserMessage], Awaitable[Any]]
                       ) -> HTTPResponse:
-        if len(request.body or b"") > self.config.max_body_bytes:
-            logger.warning("telegram: body of %d bytes refused", len(request.body))
+        if not await read_body(request, self.config.max_body_bytes):
+            logger.warning("telegram: body over %d bytes refused", self.config.max_body_bytes)
             return response.text("payload too large", status=413)
         if not self._secret_ok(request.headers.get(SECRET_HEADER)):
             logger.warning("telegram: missing or wrong secret token from %s", request.ip)
@@ -394,15 +395,15 @@ class TelegramInput(RasaTelegramInput):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint(f"telegram_webhook_{id(self):x}", __name__)
 
-        @bp.route("/", methods=["GET"])
+        @bp.route("/", methods=["GET"], ignore_body=True)
         async def health(_: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
 
-        @bp.route("/webhook", methods=["POST"])
+        @bp.route("/webhook", methods=["POST"], stream=True)  # read against max_body_bytes
         async def receive(request: Request) -> HTTPResponse:
             return await self._handle(request, on_new_message)
 
-        @bp.route("/set_webhook", methods=["POST"])
+        @bp.route("/set_webhook", methods=["POST"], ignore_body=True)
         async def set_webhook(request: Request) -> HTTPResponse:
             # Rasa left this open to anyone; it needs the same secret as the webhook.
             if not self._secret_ok(request.headers.get(SECRET_HEADER)):

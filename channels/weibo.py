@@ -40,6 +40,7 @@ from sanic.response import HTTPResponse
 
 from channels import base
 from channels.base import Background, ChannelConfigError, Conversations, Credentials, TextOutput, answer_within
+from channels.body import read_body
 from channels.dedup import DedupStore, dedup_store
 
 logger = logging.getLogger(__name__)
@@ -319,8 +320,8 @@ class WeiboInput(InputChannel):
                       ) -> HTTPResponse:
         started = time.monotonic()
         args = {k: request.args.get(k) for k in request.args}
-        if len(request.body or b"") > self.config.max_body_bytes:
-            logger.warning("weibo: body of %d bytes refused", len(request.body))
+        if not await read_body(request, self.config.max_body_bytes):
+            logger.warning("weibo: body over %d bytes refused", self.config.max_body_bytes)
             return response.text("payload too large", status=413)
         if not self._signed(args):
             logger.warning("weibo: bad signature or stale timestamp from %s", request.ip)
@@ -362,18 +363,18 @@ class WeiboInput(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint(f"weibo_webhook_{id(self):x}", __name__)
 
-        @bp.route("/", methods=["GET"])
+        @bp.route("/", methods=["GET"], ignore_body=True)
         async def health(_: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
 
-        @bp.route("/webhook", methods=["GET"])
+        @bp.route("/webhook", methods=["GET"], ignore_body=True)
         async def verify(request: Request) -> HTTPResponse:
             args = {k: request.args.get(k) for k in request.args}
             if not self._signed(args):
                 return response.text("forbidden", status=403)
             return response.text(args.get("echostr") or "")
 
-        @bp.route("/webhook", methods=["POST"])
+        @bp.route("/webhook", methods=["POST"], stream=True)  # read against max_body_bytes
         async def receive(request: Request) -> HTTPResponse:
             return await self._handle(request, on_new_message)
 
