@@ -9,7 +9,8 @@ from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Seq
 
 from rasa.core.channels.channel import CollectingOutputChannel, OutputChannel, UserMessage
 
-from channels.script import ScriptMemory, guard_payload
+from channels.memory import MemoryStore, UserMemory, memory_store
+from channels.script import guard_payload, script_of, to_traditional
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,9 @@ class Credentials:
             self.fail(key, f"must be an http(s) URL, got {value!r}")
         return value
 
-    def store(self, key: str) -> str:
+    def store(self, key: str, default: str = "memory") -> str:
         """'memory' (this process) or a Redis URL (shared by every process)."""
-        value = self.text(key, "memory")
+        value = self.text(key, default)
         if value != "memory" and not value.startswith(STORE_SCHEMES):
             self.fail(key, "must be 'memory' or a redis:// URL")
         return value
@@ -139,48 +140,67 @@ class TextOutput(OutputChannel):
         await self.send_text(recipient_id, image)
 
 
-class ChoiceMemory:
-    """The numbered choices last offered to each user, so that "1" maps back to a payload."""
+def offered_choices(messages: List[Dict[str, Any]]) -> List[str]:
+    return [b.get("payload") or b.get("title", "") for m in messages for b in m.get("buttons") or []]
 
-    def __init__(self, max_users: int = 50_000) -> None:
-        self._choices: Dict[str, List[str]] = {}
-        self.max_users = max_users
 
-    def remember(self, user: str, messages: List[Dict[str, Any]]) -> None:
-        payloads = [b.get("payload") or b.get("title", "") for m in messages for b in m.get("buttons") or []]
-        if payloads:
-            if len(self._choices) >= self.max_users:
-                self._choices.clear()
-            self._choices[user] = payloads
-        else:
-            self._choices.pop(user, None)
-
-    def resolve(self, user: str, text: str) -> str:
-        choices = self._choices.get(user)
-        if choices and text.strip().isdigit() and 1 <= int(text.strip()) <= len(choices):
-            return choices[int(text.strip()) - 1]
-        return text
+def chosen(choices: List[str], text: str) -> Optional[str]:
+    """The payload a typed number stands for, if it is one of the choices offered."""
+    text = text.strip()
+    if choices and text.isdigit() and 1 <= int(text) <= len(choices):
+        return choices[int(text) - 1]
+    return None
 
 
 class Conversations:
     """Per-user memory a text channel keeps: the script the user writes in and the numbered
-    choices last offered. Typed text never poses as an intent payload."""
+    choices last offered (channels/memory.py: this process or Redis). Typed text never poses as
+    an intent payload."""
 
-    def __init__(self) -> None:
-        self.choices = ChoiceMemory()
-        self.scripts = ScriptMemory()
+    def __init__(self, channel: str, store: str = "memory") -> None:
+        self.channel, self.spec = channel, store
+        self._store: Optional[MemoryStore] = None
 
-    def incoming(self, user: str, text: str) -> str:
-        self.scripts.observe(user, text)
-        chosen = self.choices.resolve(user, text)
-        return chosen if chosen != text else guard_payload(text)
+    @property
+    def store(self) -> MemoryStore:
+        if self._store is None:  # made on first use, inside the server's event loop
+            self._store = memory_store(self.spec)
+        return self._store
 
-    def outgoing(self, user: str, messages: List[Dict[str, Any]]) -> str:
-        self.choices.remember(user, messages)
-        return self.scripts.render(user, render_messages(messages))
+    def _key(self, user: str) -> str:
+        return f"{self.channel}:{user}"
 
-    def busy(self, user: str) -> str:
-        return self.scripts.render(user, BUSY)
+    async def observe(self, user: str, text: str) -> UserMemory:
+        """Note the script of this text (when it has one) and return what is remembered."""
+        memory = await self.store.load(self._key(user))
+        script = script_of(text)
+        if script is not None and script != memory.script:
+            memory.script = script
+            await self.store.save(self._key(user), memory)
+        return memory
+
+    async def incoming(self, user: str, text: str) -> str:
+        memory = await self.observe(user, text)
+        payload = chosen(memory.choices, text)
+        return payload if payload is not None else guard_payload(text)
+
+    async def outgoing(self, user: str, messages: List[Dict[str, Any]]) -> str:
+        memory = await self.store.load(self._key(user))
+        choices = offered_choices(messages)
+        if choices != memory.choices:
+            memory.choices = choices
+            await self.store.save(self._key(user), memory)
+        return self._in_script(memory, render_messages(messages))
+
+    async def render(self, user: str, text: str) -> str:
+        return self._in_script(await self.store.load(self._key(user)), text)
+
+    async def busy(self, user: str) -> str:
+        return await self.render(user, BUSY)
+
+    @staticmethod
+    def _in_script(memory: UserMemory, text: str) -> str:
+        return to_traditional(text) if memory.script == "traditional" else text
 
 
 class Background:

@@ -30,26 +30,6 @@ def to_traditional(text: str) -> str:
     return _opencc("s2tw")(text)
 
 
-class ScriptMemory:
-    """The script each user last wrote in, for messages that have none ("672418", "TD")."""
-
-    def __init__(self, max_users: int = 100_000) -> None:
-        self._scripts: Dict[str, str] = {}
-        self.max_users = max_users
-
-    def observe(self, user: str, text: str) -> str:
-        script = script_of(text)
-        if script is None:
-            return self._scripts.get(user, "simplified")
-        if len(self._scripts) >= self.max_users:
-            self._scripts.clear()
-        self._scripts[user] = script
-        return script
-
-    def render(self, user: str, text: str) -> str:
-        return to_traditional(text) if self._scripts.get(user) == "traditional" else text
-
-
 def guard_payload(text: str) -> str:
     """Typed text never reaches Rasa as an intent payload: a leading '/' becomes full-width."""
     return "／" + text[1:] if text.startswith("/") else text

@@ -145,6 +145,7 @@ class SMSConfig:
     max_body_bytes: int = 16384
     max_clock_skew: int = 300
     dedup: str = "memory"
+    memory: str = "memory"  # numbered choices and script; defaults to the dedup store
 
     @classmethod
     def from_credentials(cls, creds: Optional[Dict[Text, Any]]) -> "SMSConfig":
@@ -183,7 +184,8 @@ class SMSConfig:
         return cls(**values, signature_text=signature, max_chars=max_chars,
                    reply_budget=c.number("reply_budget", 5.0, 0.0, 14.0),
                    max_body_bytes=c.integer("max_body_bytes", 16384, 1024, 1024 * 1024),
-                   max_clock_skew=c.integer("max_clock_skew", 300, 1, 86400), dedup=c.store("dedup"))
+                   max_clock_skew=c.integer("max_clock_skew", 300, 1, 86400), dedup=c.store("dedup"),
+                   memory=c.store("memory", c.store("dedup")))
 
 
 def make_sender(config: SMSConfig) -> SMSSender:
@@ -262,7 +264,7 @@ class SMSInput(InputChannel):
         self.config = config
         self.fmt = SMSFormat(config.signature_text, config.max_chars)
         self._sender = sender
-        self.conversations = Conversations()
+        self.conversations = Conversations("sms", config.memory)
         self.background = Background()
 
     @property
@@ -280,26 +282,26 @@ class SMSInput(InputChannel):
 
     # -- shared by every gateway ----------------------------------------------------------------
 
-    def _user_text(self, phone: str, text: str) -> str:
+    async def _user_text(self, phone: str, text: str) -> str:
         """Keywords first (before NLU), then numbered choices; typed text never poses as a payload."""
-        self.conversations.scripts.observe(phone, text)
-        return keyword_payload(text) or self.conversations.incoming(phone, text.strip())
+        await self.conversations.observe(phone, text)
+        return keyword_payload(text) or await self.conversations.incoming(phone, text.strip())
 
-    def _answer(self, phone: str, task: asyncio.Future, collector: CollectingOutputChannel) -> str:
+    async def _answer(self, phone: str, task: asyncio.Future, collector: CollectingOutputChannel) -> str:
         if task.exception() is not None:
             logger.error("sms: handling a message from %s failed", phone, exc_info=task.exception())
-            return self.conversations.busy(phone)
-        return self.conversations.outgoing(phone, collector.messages)
+            return await self.conversations.busy(phone)
+        return await self.conversations.outgoing(phone, collector.messages)
 
     async def _reply_later(self, phone: str, task: asyncio.Future, collector: CollectingOutputChannel) -> None:
         await asyncio.wait({task})
-        text = self._answer(phone, task, collector)
+        text = await self._answer(phone, task, collector)
         if text:
             await SMSOutput(self.sender, self.fmt).send_text(phone, text)
 
     async def _converse(self, phone: str, text: str, on_new_message: Callable[[UserMessage], Awaitable[Any]],
                         gateway: str) -> None:
-        task, collector, _ = await answer_within(0, on_new_message, self._user_text(phone, text), phone,
+        task, collector, _ = await answer_within(0, on_new_message, await self._user_text(phone, text), phone,
                                                  self.name(), {"sms_gateway": gateway})
         await self._reply_later(phone, task, collector)
 
@@ -356,11 +358,11 @@ class SMSInput(InputChannel):
             return _twiml([])
         task, collector, done = await answer_within(
             self.config.reply_budget - (time.monotonic() - started), on_new_message,
-            self._user_text(phone, text), phone, self.name(), {"sms_gateway": "twilio"})
+            await self._user_text(phone, text), phone, self.name(), {"sms_gateway": "twilio"})
         if not done:
             self.background.spawn(self._reply_later(phone, task, collector))
             return _twiml([])
-        return _twiml(self.fmt.pieces(self._answer(phone, task, collector)))
+        return _twiml(self.fmt.pieces(await self._answer(phone, task, collector)))
 
     # -- Alibaba Cloud ----------------------------------------------------------------------------
 

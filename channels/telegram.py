@@ -48,7 +48,7 @@ from channels import base
 from channels.base import Background, ChannelConfigError, Conversations, Credentials
 from channels.body import read_body
 from channels.dedup import DedupStore, dedup_store
-from channels.script import ScriptMemory, guard_payload
+from channels.script import guard_payload
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class TelegramConfig:
     secret_token: str
     api_base_url: str = "https://api.telegram.org"
     dedup: str = "memory"
+    memory: str = "memory"  # script of each user; defaults to the dedup store
     max_body_bytes: int = 262144
     set_webhook_on_start: bool = False
 
@@ -97,6 +98,7 @@ class TelegramConfig:
         return cls(
             access_token=token, verify=verify, webhook_url=c.url("webhook_url"), secret_token=secret,
             api_base_url=c.url("api_base_url", "https://api.telegram.org"), dedup=c.store("dedup"),
+            memory=c.store("memory", c.store("dedup")),
             max_body_bytes=c.integer("max_body_bytes", 262144, 1024, 10 * 1024 * 1024),
             set_webhook_on_start=c.flag("set_webhook_on_start", False),
         )
@@ -119,11 +121,11 @@ class TelegramOutput(RasaTelegramOutput):
     """Rasa's Telegram output, usable from any running event loop (one aiohttp session per loop,
     made on first use), answering in the user's script, splitting long texts, waiting out one 429."""
 
-    def __init__(self, config: TelegramConfig, scripts: Optional[ScriptMemory] = None) -> None:
+    def __init__(self, config: TelegramConfig, conversations: Optional[Conversations] = None) -> None:
         Bot.__init__(self, config.access_token, server=TelegramAPIServer.from_base(config.api_base_url),
                      timeout=REQUEST_TIMEOUT)
         self.config = config
-        self.scripts = scripts
+        self.conversations = conversations
         self._sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession]" = \
             weakref.WeakKeyDictionary()
         self._identity: Optional[types.User] = None
@@ -155,8 +157,10 @@ class TelegramOutput(RasaTelegramOutput):
             await asyncio.sleep(exc.timeout)
             return await super().request(method, data, files, **kwargs)
 
-    def _render(self, recipient_id: Any, text: str) -> str:
-        return self.scripts.render(str(recipient_id), text) if self.scripts is not None else text
+    async def _render(self, recipient_id: Any, text: str) -> str:
+        if self.conversations is None:
+            return text
+        return await self.conversations.render(str(recipient_id), text)
 
     def callback_data(self, payload: str) -> str:
         """The payload itself, or a short key standing for it when it exceeds Telegram's 64 bytes."""
@@ -173,16 +177,16 @@ class TelegramOutput(RasaTelegramOutput):
 
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
         # One message per answer (Rasa sent one per paragraph), cut only where Telegram must.
-        for piece in split_text(self._render(recipient_id, text.strip())):
+        for piece in split_text(await self._render(recipient_id, text.strip())):
             await self.send_message(recipient_id, piece)
 
     async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]],
                                      button_type: Optional[Text] = "inline", **kwargs: Any) -> None:
         # Telegram refuses an empty text, even under a keyboard.
-        pieces = split_text(self._render(recipient_id, (text or "").strip() or "请选择："))
+        pieces = split_text(await self._render(recipient_id, (text or "").strip() or "请选择："))
         for piece in pieces[:-1]:
             await self.send_message(recipient_id, piece)
-        shown = [{**b, "title": self._render(recipient_id, str(b.get("title", ""))),
+        shown = [{**b, "title": await self._render(recipient_id, str(b.get("title", ""))),
                   "payload": self.callback_data(str(b.get("payload") or b.get("title", "")))}
                  for b in buttons if isinstance(b, dict)]
         await super().send_text_with_buttons(recipient_id, pieces[-1], shown, button_type=button_type)
@@ -214,6 +218,7 @@ class Incoming:
     notice: Optional[str] = None
     callback_id: Optional[str] = None
     user_id: Optional[int] = None
+    typed: bool = False  # text as typed: numbered choices and script are resolved on processing
 
 
 def _obj(value: Any, what: str) -> Dict[str, Any]:
@@ -253,14 +258,14 @@ class TelegramInput(RasaTelegramInput):
     def __init__(self, config: TelegramConfig) -> None:
         super().__init__(config.access_token, config.verify, config.webhook_url, debug_mode=False)
         self.config = config
-        self.conversations = Conversations()
+        self.conversations = Conversations("telegram", config.memory)
         self.background = Background()
         self._output: Optional[TelegramOutput] = None
 
     def get_output_channel(self) -> TelegramOutput:
         # No API call here (Rasa's set the webhook with asyncio.run, which fails in a running loop).
         if self._output is None:
-            self._output = TelegramOutput(self.config, self.conversations.scripts)
+            self._output = TelegramOutput(self.config, self.conversations)
         return self._output
 
     @cached_property  # made on first use, never at start-up
@@ -279,7 +284,7 @@ class TelegramInput(RasaTelegramInput):
         if command and command[1].lower() in COMMANDS and \
                 (not command[2] or command[2].lower() == self.config.verify.lower()):
             return COMMANDS[command[1].lower()]
-        return self.conversations.incoming(chat, text)
+        return text
 
     def _pressed(self, query: Dict[str, Any], message: Optional[Dict[str, Any]]) -> str:
         """The payload of the pressed button; data that is not on the message's keyboard is text."""
@@ -314,6 +319,7 @@ class TelegramInput(RasaTelegramInput):
         found = Incoming(str(chat), "text", user_id=(msg.get("from") or {}).get("id"))
         if isinstance(msg.get("text"), str):
             found.text = self._typed(found.chat_id, msg["text"])
+            found.typed = found.text == msg["text"]
             return found
         media = _media(msg)
         if media is not None:
@@ -341,6 +347,8 @@ class TelegramInput(RasaTelegramInput):
             except TelegramAPIError as exc:
                 logger.warning("telegram: answerCallbackQuery failed: %s", exc)
         try:
+            if incoming.typed and incoming.text is not None:
+                incoming.text = await self.conversations.incoming(incoming.chat_id, incoming.text)
             if incoming.text is None:
                 if incoming.notice:
                     await out.send_text_message(incoming.chat_id, incoming.notice)

@@ -79,6 +79,7 @@ class WeChatConfig:
     max_clock_skew: int = 300
     dedup: str = "memory"
     token_store: str = "memory"
+    memory: str = "memory"  # numbered choices and script; defaults to the dedup store
 
     @classmethod
     def from_credentials(cls, creds: Optional[Dict[Text, Any]]) -> "WeChatConfig":
@@ -97,6 +98,7 @@ class WeChatConfig:
             max_body_bytes=c.integer("max_body_bytes", 65536, 1024, 10 * 1024 * 1024),
             max_clock_skew=c.integer("max_clock_skew", 300, 1, 86400),
             dedup=c.store("dedup"), token_store=c.store("token_store"),
+            memory=c.store("memory", c.store("dedup")),
         )
 
 
@@ -197,7 +199,7 @@ class WeChatInput(InputChannel):
         self.crypto = WeChatCrypto(config.token, config.encoding_aes_key, config.app_id) \
             if config.encoding_aes_key else None
         self._client: Optional[GuardedWeChatClient] = None
-        self.conversations = Conversations()
+        self.conversations = Conversations("wechat", config.memory)
         self.background = Background()
 
     @property
@@ -252,15 +254,15 @@ class WeChatInput(InputChannel):
 
     # -- turning WeChat messages into user messages -----------------------------------------
 
-    def _user_text(self, msg: Any) -> Optional[str]:
+    async def _user_text(self, msg: Any) -> Optional[str]:
         """What Rasa gets: typed text (never an intent payload), or the channel's own payloads for
         follows, photos, videos and locations."""
         kind = msg.type
         if kind == "text":
-            return self.conversations.incoming(msg.source, msg.content or "")
+            return await self.conversations.incoming(msg.source, msg.content or "")
         if kind == "voice":
             text = getattr(msg, "recognition", None) or None
-            return self.conversations.incoming(msg.source, text) if text else None
+            return await self.conversations.incoming(msg.source, text) if text else None
         if kind == "image":
             return "/inform" + json.dumps({"photo": msg.image or f"wechat-media:image:{msg.media_id}"})
         if kind in ("video", "shortvideo"):
@@ -283,10 +285,10 @@ class WeChatInput(InputChannel):
     async def _deliver_later(self, task: asyncio.Task, openid: str, collector: CollectingOutputChannel) -> None:
         try:
             await task
-            text = self.conversations.outgoing(openid, collector.messages)
+            text = await self.conversations.outgoing(openid, collector.messages)
         except Exception:
             logger.exception("wechat: handling a message from %s failed", openid)
-            text = self.conversations.busy(openid)
+            text = await self.conversations.busy(openid)
         if not text:
             return
         try:
@@ -322,7 +324,7 @@ class WeChatInput(InputChannel):
         if not await self.dedup.claim(dedup_key(msg)):
             logger.info("wechat: retry of %s ignored", dedup_key(msg))
             return response.text("success")
-        text = self._user_text(msg)
+        text = await self._user_text(msg)
         if text is None:
             if msg.type in ("link", "file"):
                 return self._reply(msg, UNSUPPORTED, args)
@@ -336,8 +338,8 @@ class WeChatInput(InputChannel):
             return response.text("success")
         if task.exception() is not None:
             logger.error("wechat: handling a message from %s failed", msg.source, exc_info=task.exception())
-            return self._reply(msg, self.conversations.busy(msg.source), args)
-        pieces = split_text(self.conversations.outgoing(msg.source, collector.messages))
+            return self._reply(msg, await self.conversations.busy(msg.source), args)
+        pieces = split_text(await self.conversations.outgoing(msg.source, collector.messages))
         if not pieces:
             return response.text("success")
         if len(pieces) > 1:

@@ -78,6 +78,7 @@ class WeiboConfig:
     max_body_bytes: int = 65536
     max_clock_skew: int = 300
     dedup: str = "memory"
+    memory: str = "memory"  # numbered choices and script; defaults to the dedup store
 
     @classmethod
     def from_credentials(cls, creds: Optional[Dict[Text, Any]]) -> "WeiboConfig":
@@ -88,7 +89,7 @@ class WeiboConfig:
             reply_budget=c.number("reply_budget", 4.0, 0.0, 4.8),
             max_body_bytes=c.integer("max_body_bytes", 65536, 1024, 10 * 1024 * 1024),
             max_clock_skew=c.integer("max_clock_skew", 300, 1, 86400),
-            dedup=c.store("dedup"),
+            dedup=c.store("dedup"), memory=c.store("memory", c.store("dedup")),
         )
 
 
@@ -253,7 +254,7 @@ class WeiboInput(InputChannel):
     def __init__(self, config: WeiboConfig) -> None:
         self.config = config
         self.output = WeiboOutput(config)  # makes no session until its first send
-        self.conversations = Conversations()
+        self.conversations = Conversations("weibo", config.memory)
         self.background = Background()
 
     @cached_property  # made on first use, never at start-up
@@ -289,13 +290,13 @@ class WeiboInput(InputChannel):
         return response.json({"result": True, "sender_id": push.receiver, "receiver_id": push.sender,
                               "type": "text", "data": encode_data({"text": text})})
 
-    def _typed(self, push: Push) -> Tuple[Optional[str], Optional[str]]:
+    async def _typed(self, push: Push) -> Tuple[Optional[str], Optional[str]]:
         """(text for Rasa, passive answer without Rasa) for text and voice pushes."""
         heard = push.text if push.type == "text" else push.data.get("recognition")
         if not isinstance(heard, str) or not heard.strip():
-            return None, self.conversations.scripts.render(push.user, PLEASE_WRITE if push.type == "text"
-                                                           else PLEASE_TYPE)
-        return self.conversations.incoming(push.user, heard), None
+            return None, await self.conversations.render(push.user, PLEASE_WRITE if push.type == "text"
+                                                         else PLEASE_TYPE)
+        return await self.conversations.incoming(push.user, heard), None
 
     async def _send_logged(self, user: str, text: str) -> None:
         try:
@@ -309,10 +310,10 @@ class WeiboInput(InputChannel):
     async def _deliver_later(self, task: asyncio.Task, user: str, collector: CollectingOutputChannel) -> None:
         try:
             await task
-            text = self.conversations.outgoing(user, collector.messages)
+            text = await self.conversations.outgoing(user, collector.messages)
         except Exception:
             logger.exception("weibo: handling a message from %s failed", user)
-            text = self.conversations.busy(user)
+            text = await self.conversations.busy(user)
         if text:
             await self._send_logged(user, text)
 
@@ -336,7 +337,7 @@ class WeiboInput(InputChannel):
         if not await self._first_delivery(push):
             logger.info("weibo: retry of %s ignored", push.dedup_key)
             return response.text("")
-        text, direct = self._typed(push) if push.type in ("text", "voice") else (payload, None)
+        text, direct = await self._typed(push) if push.type in ("text", "voice") else (payload, None)
         if direct is not None:
             return self._reply(push, direct)
         if text is None:
@@ -350,8 +351,8 @@ class WeiboInput(InputChannel):
             return response.text("")
         if task.exception() is not None:
             logger.error("weibo: handling a message from %s failed", push.user, exc_info=task.exception())
-            return self._reply(push, self.conversations.busy(push.user))
-        answer = self.conversations.outgoing(push.user, collector.messages)
+            return self._reply(push, await self.conversations.busy(push.user))
+        answer = await self.conversations.outgoing(push.user, collector.messages)
         if not answer:
             return response.text("")
         if len(answer) > MAX_TEXT_CHARS:
