@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# Known vulnerabilities in the lock (PyPI's data; required on CI, see scripts/audit.sh).
+bash scripts/audit.sh
 .venv/bin/python scripts/train.py >/dev/null
 eval "$(bash scripts/services.sh)"
 if [ "${CI:-false}" = "true" ]; then
