@@ -73,6 +73,7 @@ from sanic.response import HTTPResponse
 from channels import base
 from channels.base import Background, ChannelConfigError, Conversations, Credentials, TextOutput, answer_within
 from channels.body import read_body
+from channels.checks import same
 from channels.dedup import DedupStore, dedup_store
 from channels.sms_senders import AliyunSender, SendResult, SMSSender, TwilioSender
 
@@ -400,7 +401,7 @@ class SMSInput(InputChannel):
     async def _aliyun(self, request: Request, secret: str,
                       on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> HTTPResponse:
         expected = self.config.aliyun_path_secret
-        if not expected or not hmac.compare_digest(secret.encode(), expected.encode()):
+        if not expected or not same(secret, expected):
             logger.warning("sms: aliyun push with a wrong path secret from %s", request.ip)
             return response.json({"code": 403, "msg": "forbidden"}, status=403)
         if await self._too_big(request):
@@ -429,9 +430,10 @@ class SMSInput(InputChannel):
         stamp, signature = request.headers.get("X-Timestamp"), request.headers.get("X-Signature")
         if not stamp or not signature:
             return 401
-        expected = hmac.new(self.config.generic_secret.encode(), stamp.encode() + b"." + (request.body or b""),
+        expected = hmac.new(self.config.generic_secret.encode(),
+                            stamp.encode("utf-8", "surrogateescape") + b"." + (request.body or b""),
                             hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature.strip().lower()):
+        if not same(signature.strip().lower(), expected):
             return 403
         try:
             fresh = abs(time.time() - int(stamp)) <= self.config.max_clock_skew

@@ -25,7 +25,6 @@ from functools import cached_property
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import re
@@ -47,6 +46,7 @@ from sanic.response import HTTPResponse
 from channels import base
 from channels.base import Background, ChannelConfigError, Conversations, Credentials
 from channels.body import read_body
+from channels.checks import same
 from channels.dedup import DedupStore, dedup_store
 from channels.script import guard_payload
 
@@ -273,7 +273,7 @@ class TelegramInput(RasaTelegramInput):
         return dedup_store(self.config.dedup, ttl=24 * 3600)  # Telegram redelivers for hours
 
     def _secret_ok(self, header: Optional[str]) -> bool:
-        return header is not None and hmac.compare_digest(header.encode(), self.config.secret_token.encode())
+        return same(header, self.config.secret_token)
 
     # -- turning updates into user messages --------------------------------------------------
 

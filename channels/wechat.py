@@ -43,11 +43,11 @@ from wechatpy.client import WeChatClient
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException, WeChatClientException
 from wechatpy.replies import TextReply
-from wechatpy.utils import check_signature
 
 from channels import base
 from channels.base import Background, ChannelConfigError, Conversations, Credentials, TextOutput, answer_within
 from channels.body import read_body
+from channels.checks import same
 from channels.dedup import DedupStore, dedup_store
 
 logger = logging.getLogger(__name__)
@@ -218,10 +218,9 @@ class WeChatInput(InputChannel):
     # -- request checks --------------------------------------------------------------------
 
     def _signed(self, args: Dict[str, str]) -> bool:
-        try:
-            check_signature(self.config.token, args.get("signature", ""), args.get("timestamp", ""),
-                            args.get("nonce", ""))
-        except InvalidSignatureException:
+        # wechatpy's check_signature compares with != and raises on odd input.
+        if not same(args.get("signature"), sha1_signature(self.config.token, args.get("timestamp") or "",
+                                                          args.get("nonce") or "")):
             return False
         try:
             skew = abs(time.time() - int(args.get("timestamp", "0")))

@@ -22,7 +22,6 @@ from functools import cached_property
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import math
@@ -41,6 +40,7 @@ from sanic.response import HTTPResponse
 from channels import base
 from channels.base import Background, ChannelConfigError, Conversations, Credentials, TextOutput, answer_within
 from channels.body import read_body
+from channels.checks import same
 from channels.dedup import DedupStore, dedup_store
 
 logger = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ class WeiboInput(InputChannel):
     def _signed(self, args: Dict[str, str]) -> bool:
         timestamp, nonce = args.get("timestamp") or "", args.get("nonce") or ""
         expected = sha1_signature(self.config.app_secret, timestamp, nonce)
-        if not hmac.compare_digest(expected, args.get("signature") or ""):
+        if not same(args.get("signature"), expected):
             return False
         try:
             return abs(time.time() - int(timestamp)) <= self.config.max_clock_skew
