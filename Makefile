@@ -23,9 +23,13 @@ bench-nlu:
 	bash scripts/bootstrap.sh
 	.venv/bin/python bench/nlu_quality.py $(ARGS)
 
+bench-load:
+	bash scripts/bootstrap.sh
+	.venv/bin/python bench/inbound_load.py $(ARGS)
+
 # ARGS="--postgres postgresql://postgres@127.0.0.1:5432/test --violations 1000000"
 bench-records:
 	bash scripts/bootstrap.sh
 	.venv/bin/python bench/records_lookup.py $(ARGS)
 
-.PHONY: run test chat menu bench bench-channels bench-nlu bench-records
+.PHONY: run test chat menu bench bench-channels bench-nlu bench-records bench-load
