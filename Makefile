@@ -5,6 +5,10 @@ run:
 test:
 	bash scripts/test.sh $(ARGS)
 
+prod:
+	bash scripts/bootstrap.sh
+	.venv/bin/python -m scripts.prod run
+
 chat:
 	.venv/bin/python scripts/chat.py
 
@@ -32,4 +36,4 @@ bench-records:
 	bash scripts/bootstrap.sh
 	.venv/bin/python bench/records_lookup.py $(ARGS)
 
-.PHONY: run test chat menu bench bench-channels bench-nlu bench-records bench-load
+.PHONY: run prod test chat menu bench bench-channels bench-nlu bench-records bench-load

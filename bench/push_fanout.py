@@ -10,6 +10,7 @@ the real API is tens of milliseconds away; 0 gives the loopback figure, where a 
 unrealistically fast).
 
     .venv/bin/python bench/push_fanout.py [--rows 100000] [--postgres postgresql://...] [--latency 0.03]
+        [--dispatchers 2]   # the production shape: several dispatchers share the outbox (PostgreSQL)
 """
 from __future__ import annotations
 
@@ -126,7 +127,10 @@ def main() -> None:
     parser.add_argument("--concurrency", default="100", help="JJ_PUSH_CONCURRENCY for the run")
     parser.add_argument("--rate", default="100000", help="JJ_RATE_WECHAT for the run")
     parser.add_argument("--threads", default="64", help="JJ_WECHAT_THREADS for the run (one keep-alive connection each)")
+    parser.add_argument("--dispatchers", type=int, default=1, help="dispatcher processes sharing the outbox")
     args = parser.parse_args()
+    if args.dispatchers > 1 and not args.postgres:
+        parser.error("--dispatchers > 1 needs --postgres: SQLite has no SKIP LOCKED, one dispatcher serves it")
 
     standin = WeChatAPIStandIn("wx" + secrets.token_hex(8), secrets.token_hex(16), latency=args.latency)
     print(f"WeChat stand-in latency {args.latency * 1000:.0f} ms per request, for the dispatcher and the naive loop alike")
@@ -143,28 +147,35 @@ def main() -> None:
                         "WECHAT_API_BASE": server.url, "JJ_PUSH_CHANNELS": "wechat", "JJ_RATE_WECHAT": args.rate,
                         "JJ_PUSH_POLL": "0.2", "JJ_WECHAT_THREADS": args.threads,
                         "JJ_PUSH_CONCURRENCY": args.concurrency})
-            log = open(Path(tmp) / "bots.log", "wb")
             started = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "bots"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            procs = []
+            for i in range(args.dispatchers):
+                log = open(Path(tmp) / f"bots-{i}.log", "wb")
+                procs.append(subprocess.Popen([sys.executable, "-m", "bots"], cwd=ROOT, stdout=log,
+                                              stderr=subprocess.STDOUT,
+                                              env={**env, "JJ_INGEST_PORT": str(18190 + i)}))
             try:
                 while sent_count(url) < args.rows:
-                    if proc.poll() is not None:
-                        raise SystemExit(f"dispatcher exited: {(Path(tmp) / 'bots.log').read_text()[-2000:]}")
+                    for i, proc in enumerate(procs):
+                        if proc.poll() is not None:
+                            raise SystemExit(f"dispatcher exited: {(Path(tmp) / f'bots-{i}.log').read_text()[-2000:]}")
                     time.sleep(0.5)
-                rss = peak_rss_mb(proc.pid)
-                cpu = cpu_seconds(proc.pid)
+                rss = max(peak_rss_mb(p.pid) for p in procs)
+                cpu = sum(cpu_seconds(p.pid) for p in procs)
                 wall = time.perf_counter() - started
             finally:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(60)
+                for proc in procs:
+                    proc.send_signal(signal.SIGTERM)
+                for proc in procs:
+                    proc.wait(60)
             stamps = [s.at for s in standin.sent]
             rate = len(stamps) / (max(stamps) - min(stamps))
             counts = Counter(s.touser for s in standin.sent)
             duplicates = sum(n - 1 for n in counts.values() if n > 1)
             losses = sum(1 for o in openids if o not in counts)
-            print(f"dispatcher: {len(stamps)} accepted by the stand-in at {rate:.0f} notifications/s "
+            print(f"{args.dispatchers} dispatcher(s): {len(stamps)} accepted by the stand-in at {rate:.0f} notifications/s "
                   f"(first to last accept; {args.rows / wall:.0f}/s from process start to the last row marked sent), "
-                  f"duplicates {duplicates}, losses {losses}, peak RSS {rss:.0f} MB, "
+                  f"duplicates {duplicates}, losses {losses}, peak RSS {rss:.0f} MB (largest process), "
                   f"CPU {cpu:.0f}s in all = {cpu / args.rows * 1000:.2f} ms a notification (start-up included)")
             sample, naive_rate = naive(standin, min(args.naive, args.rows), args.naive_seconds)
             print(f"naive sequential wechatpy loop: {naive_rate:.0f} notifications/s "

@@ -4,8 +4,11 @@
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Protocol
+
+logger = logging.getLogger(__name__)
 
 
 class DedupStore(Protocol):
@@ -34,12 +37,16 @@ class RedisDedup:
     def __init__(self, url: str, ttl: float = 60.0, prefix: str = "jj:dedup:") -> None:
         import redis.asyncio as redis  # the client is made here, not at import
 
-        self._redis = redis.from_url(url)
+        self._redis = redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.ttl = int(max(ttl, 1))
         self.prefix = prefix
 
     async def claim(self, key: str) -> bool:
-        return bool(await self._redis.set(self.prefix + key, b"1", nx=True, ex=self.ttl))
+        try:
+            return bool(await self._redis.set(self.prefix + key, b"1", nx=True, ex=self.ttl))
+        except Exception as exc:  # Redis down: answering a retry twice beats not answering at all
+            logger.error("dedup store unavailable, processing %s anyway: %s", key, exc)
+            return True
 
 
 def dedup_store(spec: str, ttl: float = 60.0) -> DedupStore:

@@ -75,6 +75,7 @@ from channels.base import Background, ChannelConfigError, Conversations, Credent
 from channels.body import read_body
 from channels.checks import same
 from channels.dedup import DedupStore, dedup_store
+from channels.redelivery import Redelivery
 from channels.sms_senders import AliyunSender, SendResult, SMSSender, TwilioSender
 
 logger = logging.getLogger(__name__)
@@ -267,6 +268,7 @@ class SMSInput(InputChannel):
         self._sender = sender
         self.conversations = Conversations("sms", config.memory)
         self.background = Background()
+        self.redelivery = Redelivery("sms", self.conversations, self.background, self._send)
 
     @property
     def sender(self) -> SMSSender:
@@ -288,23 +290,27 @@ class SMSInput(InputChannel):
         await self.conversations.observe(phone, text)
         return keyword_payload(text) or await self.conversations.incoming(phone, text.strip())
 
-    async def _answer(self, phone: str, task: asyncio.Future, collector: CollectingOutputChannel) -> str:
+    async def _answer(self, phone: str, task: asyncio.Future, collector: CollectingOutputChannel, said: str,
+                      on_new_message: Callable[[UserMessage], Awaitable[Any]], metadata: Dict[str, Any]) -> str:
         if task.exception() is not None:
-            logger.error("sms: handling a message from %s failed", phone, exc_info=task.exception())
-            return await self.conversations.busy(phone)
+            return await self.redelivery.apology(phone, said, task.exception(), on_new_message, metadata)
         return await self.conversations.outgoing(phone, collector.messages)
 
-    async def _reply_later(self, phone: str, task: asyncio.Future, collector: CollectingOutputChannel) -> None:
+    async def _send(self, phone: str, text: str) -> None:
+        await SMSOutput(self.sender, self.fmt).send_text(phone, text)
+
+    async def _reply_later(self, phone: str, task: asyncio.Future, collector: CollectingOutputChannel, said: str,
+                           on_new_message: Callable[[UserMessage], Awaitable[Any]], metadata: Dict[str, Any]) -> None:
         await asyncio.wait({task})
-        text = await self._answer(phone, task, collector)
+        text = await self._answer(phone, task, collector, said, on_new_message, metadata)
         if text:
-            await SMSOutput(self.sender, self.fmt).send_text(phone, text)
+            await self._send(phone, text)
 
     async def _converse(self, phone: str, text: str, on_new_message: Callable[[UserMessage], Awaitable[Any]],
                         gateway: str) -> None:
-        task, collector, _ = await answer_within(0, on_new_message, await self._user_text(phone, text), phone,
-                                                 self.name(), {"sms_gateway": gateway})
-        await self._reply_later(phone, task, collector)
+        said, metadata = await self._user_text(phone, text), {"sms_gateway": gateway}
+        task, collector, _ = await answer_within(0, on_new_message, said, phone, self.name(), metadata)
+        await self._reply_later(phone, task, collector, said, on_new_message, metadata)
 
     async def _too_big(self, request: Request) -> bool:
         """Reads the body (streaming routes); True if it is over max_body_bytes."""
@@ -357,13 +363,14 @@ class SMSInput(InputChannel):
         if not await self.dedup.claim(f"sms:twilio:{sid}"):
             logger.info("sms: retry of twilio %s ignored", sid)
             return _twiml([])
+        said, metadata = await self._user_text(phone, text), {"sms_gateway": "twilio"}
         task, collector, done = await answer_within(
-            self.config.reply_budget - (time.monotonic() - started), on_new_message,
-            await self._user_text(phone, text), phone, self.name(), {"sms_gateway": "twilio"})
+            self.config.reply_budget - (time.monotonic() - started), on_new_message, said, phone, self.name(),
+            metadata)
         if not done:
-            self.background.spawn(self._reply_later(phone, task, collector))
+            self.background.spawn(self._reply_later(phone, task, collector, said, on_new_message, metadata))
             return _twiml([])
-        return _twiml(self.fmt.pieces(await self._answer(phone, task, collector)))
+        return _twiml(self.fmt.pieces(await self._answer(phone, task, collector, said, on_new_message, metadata)))
 
     # -- Alibaba Cloud ----------------------------------------------------------------------------
 

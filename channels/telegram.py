@@ -48,6 +48,7 @@ from channels.base import Background, ChannelConfigError, Conversations, Credent
 from channels.body import read_body
 from channels.checks import same
 from channels.dedup import DedupStore, dedup_store
+from channels.redelivery import Redelivery
 from channels.script import guard_payload
 
 logger = logging.getLogger(__name__)
@@ -260,6 +261,7 @@ class TelegramInput(RasaTelegramInput):
         self.config = config
         self.conversations = Conversations("telegram", config.memory)
         self.background = Background()
+        self.redelivery = Redelivery("telegram", self.conversations, self.background, self._send)
         self._output: Optional[TelegramOutput] = None
 
     def get_output_channel(self) -> TelegramOutput:
@@ -359,12 +361,17 @@ class TelegramInput(RasaTelegramInput):
                           "telegram_user_id": incoming.user_id}))
         except TelegramAPIError as exc:
             logger.error("telegram: sending to chat %s failed: %s", incoming.chat_id, exc)
-        except Exception:
-            logger.exception("telegram: handling update %s failed", update_id)
+        except Exception as exc:
+            apology = await self.redelivery.apology(incoming.chat_id, incoming.text or "", exc, on_new_message,
+                                                    {"telegram_update_id": update_id,
+                                                     "telegram_message_type": incoming.kind})
             try:
-                await out.send_text_message(incoming.chat_id, base.BUSY)
-            except Exception as exc:
-                logger.error("telegram: apology to chat %s failed: %s", incoming.chat_id, exc)
+                await out.send_text_message(incoming.chat_id, apology)
+            except Exception as send_exc:
+                logger.error("telegram: apology to chat %s failed: %s", incoming.chat_id, send_exc)
+
+    async def _send(self, chat_id: str, text: str) -> None:
+        await self.get_output_channel().send_text_message(chat_id, text)
 
     async def _handle(self, request: Request, on_new_message: Callable[[UserMessage], Awaitable[Any]]
                       ) -> HTTPResponse:

@@ -49,6 +49,7 @@ from channels.base import Background, ChannelConfigError, Conversations, Credent
 from channels.body import read_body
 from channels.checks import same
 from channels.dedup import DedupStore, dedup_store
+from channels.redelivery import Redelivery
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,7 @@ class WeChatInput(InputChannel):
         self._client: Optional[GuardedWeChatClient] = None
         self.conversations = Conversations("wechat", config.memory)
         self.background = Background()
+        self.redelivery = Redelivery("wechat", self.conversations, self.background, self._send)
 
     @property
     def client(self) -> GuardedWeChatClient:
@@ -281,15 +283,18 @@ class WeChatInput(InputChannel):
             return f"/{key}" if MENU_KEY.fullmatch(key) else None
         return None
 
-    async def _deliver_later(self, task: asyncio.Task, openid: str, collector: CollectingOutputChannel) -> None:
+    async def _deliver_later(self, task: asyncio.Task, openid: str, collector: CollectingOutputChannel,
+                             said: str, on_new_message: Callable[[UserMessage], Awaitable[Any]],
+                             metadata: Dict[str, Any]) -> None:
         try:
             await task
             text = await self.conversations.outgoing(openid, collector.messages)
-        except Exception:
-            logger.exception("wechat: handling a message from %s failed", openid)
-            text = await self.conversations.busy(openid)
-        if not text:
-            return
+        except Exception as exc:
+            text = await self.redelivery.apology(openid, said, exc, on_new_message, metadata)
+        if text:
+            await self._send(openid, text)
+
+    async def _send(self, openid: str, text: str) -> None:
         try:
             await WeChatOutput(self.client).send_text(openid, text)
             logger.info("wechat: slow answer to %s sent through customer service", openid)
@@ -329,15 +334,16 @@ class WeChatInput(InputChannel):
                 return self._reply(msg, UNSUPPORTED, args)
             return response.text("success")
 
+        metadata = {"wechat_msg_type": msg.type, "wechat_event": getattr(msg, "event", None)}
         task, collector, done = await answer_within(
             self.config.reply_budget - (time.monotonic() - started), on_new_message, text, msg.source,
-            self.name(), {"wechat_msg_type": msg.type, "wechat_event": getattr(msg, "event", None)})
+            self.name(), metadata)
         if not done:
-            self.background.spawn(self._deliver_later(task, msg.source, collector))
+            self.background.spawn(self._deliver_later(task, msg.source, collector, text, on_new_message, metadata))
             return response.text("success")
         if task.exception() is not None:
-            logger.error("wechat: handling a message from %s failed", msg.source, exc_info=task.exception())
-            return self._reply(msg, await self.conversations.busy(msg.source), args)
+            apology = await self.redelivery.apology(msg.source, text, task.exception(), on_new_message, metadata)
+            return self._reply(msg, apology, args)
         pieces = split_text(await self.conversations.outgoing(msg.source, collector.messages))
         if not pieces:
             return response.text("success")

@@ -42,6 +42,7 @@ from channels.base import Background, ChannelConfigError, Conversations, Credent
 from channels.body import read_body
 from channels.checks import same
 from channels.dedup import DedupStore, dedup_store
+from channels.redelivery import Redelivery
 
 logger = logging.getLogger(__name__)
 
@@ -256,6 +257,7 @@ class WeiboInput(InputChannel):
         self.output = WeiboOutput(config)  # makes no session until its first send
         self.conversations = Conversations("weibo", config.memory)
         self.background = Background()
+        self.redelivery = Redelivery("weibo", self.conversations, self.background, self._send_logged)
 
     @cached_property  # made on first use, never at start-up
     def dedup(self) -> DedupStore:
@@ -307,13 +309,14 @@ class WeiboInput(InputChannel):
         except Exception:
             logger.exception("weibo: reply API send to %s failed", user)
 
-    async def _deliver_later(self, task: asyncio.Task, user: str, collector: CollectingOutputChannel) -> None:
+    async def _deliver_later(self, task: asyncio.Task, user: str, collector: CollectingOutputChannel,
+                             said: str, on_new_message: Callable[[UserMessage], Awaitable[Any]],
+                             metadata: Dict[str, Any]) -> None:
         try:
             await task
             text = await self.conversations.outgoing(user, collector.messages)
-        except Exception:
-            logger.exception("weibo: handling a message from %s failed", user)
-            text = await self.conversations.busy(user)
+        except Exception as exc:
+            text = await self.redelivery.apology(user, said, exc, on_new_message, metadata)
         if text:
             await self._send_logged(user, text)
 
@@ -343,15 +346,16 @@ class WeiboInput(InputChannel):
         if text is None:
             return response.text("")
 
+        metadata = {"weibo_msg_type": push.type}
         task, collector, done = await answer_within(
             self.config.reply_budget - (time.monotonic() - started), on_new_message, text, push.user,
-            self.name(), {"weibo_msg_type": push.type})
+            self.name(), metadata)
         if not done:
-            self.background.spawn(self._deliver_later(task, push.user, collector))
+            self.background.spawn(self._deliver_later(task, push.user, collector, text, on_new_message, metadata))
             return response.text("")
         if task.exception() is not None:
-            logger.error("weibo: handling a message from %s failed", push.user, exc_info=task.exception())
-            return self._reply(push, await self.conversations.busy(push.user))
+            return self._reply(push, await self.redelivery.apology(push.user, text, task.exception(),
+                                                                   on_new_message, metadata))
         answer = await self.conversations.outgoing(push.user, collector.messages)
         if not answer:
             return response.text("")

@@ -45,6 +45,8 @@ class WeChatAPIStandIn:
         self.always_invalid_token = False    # every call answers 40001, to test retry bounds
         self.calls = 0
         self.menu: Optional[dict] = None
+        self.outage: Optional[tuple[str, float]] = None  # ("5xx" | "timeout", until monotonic)
+        self.refused = 0  # API calls answered by the outage
 
     # -- WeChat endpoints -----------------------------------------------------------------
 
@@ -175,8 +177,14 @@ class WeChatAPIStandIn:
     def app(self) -> web.Application:
         @web.middleware
         async def delay(request: web.Request, handler):
-            if self.latency > 0 and request.path.startswith("/cgi-bin/"):
-                await asyncio.sleep(self.latency)
+            if request.path.startswith("/cgi-bin/"):
+                if self.outage and time.monotonic() < self.outage[1]:
+                    self.refused += 1
+                    if self.outage[0] == "timeout":  # hold the call longer than any client waits
+                        await asyncio.sleep(30)
+                    return web.Response(status=503, text="service unavailable")
+                if self.latency > 0:
+                    await asyncio.sleep(self.latency)
             return await handler(request)
 
         app = web.Application(client_max_size=1024 * 1024, middlewares=[delay])
@@ -186,7 +194,16 @@ class WeChatAPIStandIn:
         app.router.add_post("/cgi-bin/menu/create", self.menu_create)
         app.router.add_get("/cgi-bin/menu/get", self.menu_get)
         app.router.add_get("/_standin/inbox", self.inbox)
+        app.router.add_post("/_standin/outage", self.start_outage)
         return app
+
+    async def start_outage(self, request: web.Request) -> web.Response:
+        """Every API call fails for a while: {"mode": "5xx" | "timeout", "seconds": 60}."""
+        body = await request.json()
+        if body.get("mode") not in ("5xx", "timeout"):
+            return web.json_response({"error": "mode must be 5xx or timeout"}, status=400)
+        self.outage = (body["mode"], time.monotonic() + float(body.get("seconds", 60)))
+        return web.json_response({"ok": True, "refused_so_far": self.refused})
 
 
 def main() -> None:
