@@ -17,8 +17,10 @@ seconds after its users have started. For each step prints messages/s, p50/p95/p
 whole answer reached the platform), failures (no answer, the busy text, a wrong answer, HTTP errors)
 and the CPU each process used; then the sustained throughput: the highest step whose p99 is under
 1 s with under 1% failures. --profile samples the Rasa server and the action server with py-spy
-during the top step and prints the 15 functions with the most own time in each. The load generator
-shares the machine's cores with the servers, so its CPU is printed too. Results also go to
+during the top step (the thread holding the GIL, 100 times a second) and prints how often the GIL
+was held and the 15 functions with the most own time in each. The load generator
+shares the machine's cores with the servers, so its CPU is printed too, and so is everything else's
+("other": the machine's busy time less the watched processes'). Results also go to
 bench/results/inbound_load-<time>.json; locust's CSVs and the logs stay in the run's folder.
 """
 from __future__ import annotations
@@ -48,6 +50,7 @@ from tests.support.background import free_port  # noqa: E402
 
 LOCUSTFILE = ROOT / "bench" / "locustfile.py"
 PY_SPY = Path(sys.executable).parent / "py-spy"
+SPY_RATE = 100  # samples a second
 P99_LIMIT_MS, FAILURE_LIMIT = 1000.0, 0.01
 
 
@@ -99,7 +102,7 @@ def pick_vehicles(records_url: Optional[str], count: int = 200, seed: int = 7) -
 # -- one locust run ------------------------------------------------------------------------------
 
 def run_step(host: str, users: int, duration: int, spawn_rate: float, think: float, env_file: Path,
-             vehicles: Path, out: Path, watch: dict[str, int], profile: dict[str, int]) -> dict:
+             vehicles: Path, out: Path, watch: dict[str, list[int]], profile: dict[str, int]) -> dict:
     """Run locust for `duration` seconds after its users have started; its figures, the CPU each
     watched process used meanwhile and, for the processes in `profile`, their top functions."""
     ramp = math.ceil(users / spawn_rate)
@@ -112,20 +115,31 @@ def run_step(host: str, users: int, duration: int, spawn_rate: float, think: flo
     with open(f"{prefix}.log", "wb") as log:
         locust = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        procs = {name: psutil.Process(pid) for name, pid in {**watch, "locust": locust.pid}.items()}
+        procs = {name: [psutil.Process(pid) for pid in pids] for name, pids in {**watch, "locust": [locust.pid]}.items()}
         # CPU is counted once every user has started, like locust's figures (--reset-stats);
         # about 2 s go to locust's own start.
         time.sleep(ramp + 2)
-        before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
+        before = {name: _cpu(ps) for name, ps in procs.items()}
+        machine_before = psutil.cpu_times()
         started = time.monotonic()
+        # Only the thread holding the GIL is sampled: without pausing the process (--nonblocking)
+        # py-spy cannot tell a thread waiting in the event loop's epoll from a busy one, and the
+        # GIL is what a one-process Python server runs out of. C code that lets the GIL go
+        # (TensorFlow kernels, SQLite) is not in these samples; the CPU figures include it.
+        spy_seconds = max(5, duration - 4)
         spies = [(name, path, subprocess.Popen(
-            [str(PY_SPY), "record", "--pid", str(pid), "--duration", str(max(5, duration - 4)),
-             "--rate", "100", "--format", "raw", "--nolineno", "--nonblocking", "--output", str(path)],
+            [str(PY_SPY), "record", "--pid", str(pid), "--duration", str(spy_seconds), "--rate", str(SPY_RATE),
+             "--format", "raw", "--nolineno", "--nonblocking", "--gil", "--output", str(path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
             for name, pid in profile.items() for path in [out / f"profile-{name}-{users}.txt"]]
         time.sleep(max(1, duration - 2))
         wall = time.monotonic() - started
-        cpu = {name: round(100 * (sum(p.cpu_times()[:2]) - before[name]) / wall, 1) for name, p in procs.items()}
+        cpu = {name: round(100 * (_cpu(ps) - before[name]) / wall, 1) for name, ps in procs.items()}
+        # Whatever else ran on the machine meanwhile (other work on shared cores skews the figures).
+        machine = psutil.cpu_times()
+        busy = sum(getattr(machine, f) - getattr(machine_before, f) for f in ("user", "system", "nice", "irq",
+                                                                              "softirq", "steal"))
+        cpu["other"] = round(max(0.0, 100 * busy / wall - sum(cpu.values())), 1)
         locust.wait(duration + 120)
     except BaseException:
         locust.kill()
@@ -137,8 +151,13 @@ def run_step(host: str, users: int, duration: int, spawn_rate: float, think: flo
     figures["profile"] = {}
     for name, path, spy in spies:
         _, err = spy.communicate(timeout=60)
-        figures["profile"][name] = top_functions(path) if path.exists() else {"error": err.decode()[-500:]}
+        figures["profile"][name] = (top_functions(path, SPY_RATE * spy_seconds) if path.exists()
+                                    else {"error": err.decode()[-500:]})
     return figures
+
+
+def _cpu(procs: list[psutil.Process]) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
 
 
 def read_stats(prefix: Path, users: int) -> dict:
@@ -166,8 +185,9 @@ def read_stats(prefix: Path, users: int) -> dict:
             if Path(f"{prefix}-wrong.json").exists() else []}
 
 
-def top_functions(raw: Path, top: int = 15) -> dict:
-    """Own time per function from py-spy's raw output (collapsed stacks: "outer;...;leaf count")."""
+def top_functions(raw: Path, instants: int, top: int = 15) -> dict:
+    """Own time per function from py-spy's raw output (collapsed stacks: "outer;...;leaf count"), as
+    shares of the GIL-holding samples; and how often the GIL was held at all (of `instants`)."""
     own: collections.Counter = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
@@ -176,7 +196,7 @@ def top_functions(raw: Path, top: int = 15) -> dict:
             continue
         own[stack.rsplit(";", 1)[-1]] += int(n)
         total += int(n)
-    return {"samples": total, "top": [(frame, round(100 * n / total, 1)) for frame, n in own.most_common(top)]}
+    return {"samples": total, "gil_held": round(100 * total / instants, 1), "top": [(frame, round(100 * n / total, 1)) for frame, n in own.most_common(top)]}
 
 
 def sustained(steps: list[dict]) -> Optional[dict]:
@@ -227,6 +247,10 @@ def print_report(steps: list[dict], args, where: str) -> None:
               + " ".join(f"{s['cpu_percent'].get(n, float('nan')):14.0f}" for n in names))
         for line in s["top_failures"]:
             print(f"      failures: {line}")
+    if steps:
+        top = steps[-1]
+        print(f"      by channel at {top['users']} users: " + ", ".join(
+            f"{name} {n} ({failed} failed)" for name, (n, failed) in sorted(top["channels"].items())))
     best = sustained(steps)
     if best:
         print(f"\nsustained throughput: {best['msgs_per_s']:.2f} messages/s ({best['users']} users; "
@@ -238,7 +262,8 @@ def print_report(steps: list[dict], args, where: str) -> None:
             if "error" in prof:
                 print(f"\npy-spy on {name} failed: {prof['error']}")
                 continue
-            print(f"\n{name} at {s['users']} users, own time of the top functions ({prof['samples']} samples):")
+            print(f"\n{name} at {s['users']} users: GIL held {prof['gil_held']:.0f}% of the time; own time of the "
+                  f"top functions, share of the {prof['samples']} GIL-holding samples:")
             for frame, pct in prof["top"]:
                 print(f"  {pct:5.1f}%  {frame}")
 
@@ -276,7 +301,7 @@ def main() -> int:
             loopback_only(args.target)
             host, env_file = args.target.rstrip("/"), args.env
             records = args.records or read_env_file(env_file).get("JJ_DATABASE_URL")
-            watch = {f"pid {pid}": pid for pid in args.profile_pid}
+            watch = {f"pid {pid}": [pid] for pid in args.profile_pid}
             where = args.target
         else:
             from scripts.train import train
@@ -286,7 +311,8 @@ def main() -> int:
             env_file.write_text("".join(f"{k}={v}\n" for k, v in channels.env().items()))
             env_file.chmod(0o600)
             records = args.records or records
-            watch = {"rasa": stack.processes[1].pid, "actions": stack.processes[0].pid}
+            watch = {"rasa": [stack.processes[1].pid], "actions": [stack.processes[0].pid],
+                     "stand-ins": [p.pid for p in helpers]}
             where = f"one process each (Rasa server, action server; SQLite records) at {host}"
         vehicles = run_dir / "vehicles.json"
         vehicles.write_text(json.dumps(pick_vehicles(records), ensure_ascii=False))
@@ -302,7 +328,8 @@ def main() -> int:
                 return 1
         for i, users in enumerate(steps):
             log(f"step {i + 1}/{len(steps)}: {users} users for {args.duration} s...")
-            profile = watch if args.profile and i == len(steps) - 1 else {}
+            servers = {name: pids[0] for name, pids in watch.items() if name != "stand-ins"}
+            profile = servers if args.profile and i == len(steps) - 1 else {}
             results.append(run_step(host, users, args.duration, rate(users), args.think, env_file, vehicles,
                                     run_dir, watch, profile))
     finally:
