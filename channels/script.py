@@ -1,6 +1,7 @@
 """Answering in the script the user writes in: traditional in, traditional out."""
 from __future__ import annotations
 
+import re
 import threading
 from typing import Callable, Dict, Optional
 
@@ -30,6 +31,13 @@ def to_traditional(text: str) -> str:
     return _opencc("s2tw")(text)
 
 
+# C0 controls other than tab and line breaks, and DEL: no keyboard types them, JSON platforms can
+# carry them, and PostgreSQL cannot store U+0000 in text.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def guard_payload(text: str) -> str:
-    """Typed text never reaches Rasa as an intent payload: a leading '/' becomes full-width."""
+    """Typed text as Rasa gets it: control characters dropped, and never posing as an intent
+    payload (a leading '/' becomes full-width)."""
+    text = CONTROL.sub("", text)
     return "／" + text[1:] if text.startswith("/") else text
