@@ -51,6 +51,7 @@ from tests.support.background import free_port  # noqa: E402
 LOCUSTFILE = ROOT / "bench" / "locustfile.py"
 PY_SPY = Path(sys.executable).parent / "py-spy"
 SPY_RATE = 100  # samples a second
+PHASE_PACKAGES = ("rasa/", "rasa_sdk/", "actions/", "channels/", "nlu/")
 P99_LIMIT_MS, FAILURE_LIMIT = 1000.0, 0.01
 
 
@@ -189,14 +190,24 @@ def top_functions(raw: Path, instants: int, top: int = 15) -> dict:
     """Own time per function from py-spy's raw output (collapsed stacks: "outer;...;leaf count"), as
     shares of the GIL-holding samples; and how often the GIL was held at all (of `instants`)."""
     own: collections.Counter = collections.Counter()
+    inclusive: collections.Counter = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
-        own[stack.rsplit(";", 1)[-1]] += int(n)
+        frames = stack.split(";")
+        own[frames[-1]] += int(n)
+        for frame in set(frames):
+            inclusive[frame] += int(n)
         total += int(n)
-    return {"samples": total, "gil_held": round(100 * total / instants, 1), "top": [(frame, round(100 * n / total, 1)) for frame, n in own.most_common(top)]}
+    share = lambda n: round(100 * n / total, 1)  # noqa: E731
+    # Inclusive time of the project's and Rasa's own functions says which phase costs most (NLU,
+    # tracker store, policies); entry points on nearly every stack say nothing and are left out.
+    phases = [(f, share(n)) for f, n in inclusive.most_common()
+              if n < 0.8 * total and f.rpartition(" (")[2].startswith(PHASE_PACKAGES)][:15]
+    return {"samples": total, "gil_held": round(100 * total / instants, 1),
+            "top": [(f, share(n)) for f, n in own.most_common(top)], "inclusive": phases}
 
 
 def sustained(steps: list[dict]) -> Optional[dict]:
@@ -265,6 +276,9 @@ def print_report(steps: list[dict], args, where: str) -> None:
             print(f"\n{name} at {s['users']} users: GIL held {prof['gil_held']:.0f}% of the time; own time of the "
                   f"top functions, share of the {prof['samples']} GIL-holding samples:")
             for frame, pct in prof["top"]:
+                print(f"  {pct:5.1f}%  {frame}")
+            print("  inclusive time (with callees) of Rasa's and the project's functions, the largest under 80%:")
+            for frame, pct in prof["inclusive"]:
                 print(f"  {pct:5.1f}%  {frame}")
 
 
