@@ -12,8 +12,8 @@ conversations with think time between messages: greetings, common questions, a v
 proof (vehicles from --vehicles, written by the runner from the seeded records), a broken-signal
 report, subscribe then unsubscribe. Every message is one locust request named after its step,
 timed until the whole answer reached the platform (passive reply, or the stand-in API's receipt of
-the last piece). It succeeds only for a real answer: HTTP 200, not empty, not the busy text, and
-containing what that step's answer must say. After a failure the person gives up and a new one
+the last piece). It succeeds only for a real answer: HTTP 200, not empty, not the busy or "held" text,
+and containing what the step's answer must say. After a failure the person gives up and a new one
 starts. Only sync code runs here (requests, wechatpy's crypto): locust monkey-patches with gevent.
 """
 from __future__ import annotations
@@ -39,8 +39,9 @@ from tests.support.sms_user import AliyunGateway, GenericGateway, TwilioGateway 
 from tests.support.wechat_user import WeChatPlatform  # noqa: E402
 from tests.support.weibo_user import WeiboPlatform  # noqa: E402
 
-# The busy answer of channels/base.py, in both scripts (the channels answer in the user's script).
-BUSY = ("系统繁忙", "系統繁忙")
+# Not answers: the busy text of channels/base.py and the "held, answer comes later" text of
+# channels/redelivery.py, in both scripts (the channels answer in the user's script).
+BUSY = {"busy answer": ("系统繁忙", "系統繁忙"), "held answer": ("系统暂时繁忙", "系統暫時繁忙")}
 # Stand-ins are asked for late answers this often: often enough not to wait long, rarely enough
 # that hundreds of users do not load them (answers are timed by the stand-in's receipt anyway).
 POLL_INTERVAL = 0.1
@@ -140,8 +141,9 @@ def judge(status: int, text: str, step: Step) -> Optional[str]:
         return f"HTTP {status}"
     if not text.strip():
         return "no answer"
-    if any(b in text for b in BUSY):
-        return "busy answer"
+    for problem, markers in BUSY.items():
+        if any(m in text for m in markers):
+            return problem
     if not all(e in text for e in step.expect):
         return f"unexpected answer to {step.name}"
     return None
