@@ -109,7 +109,7 @@ def test_wechat_forged_signatures_are_refused_and_not_processed(assistant):
     forged = WeChatPlatform(p.webhook, "wrongtoken0001", p.app_id, p.aes_key, "safe")
     url, body, _ = forged.sign(xml)
     assert requests.post(url, data=body, timeout=10).status_code == 403
-    # The right query signature, but the message sealed with another AES key (msg_signature forged).
+    # Signed with the right token, but sealed with another AES key: not from WeChat.
     other_key = WeChatPlatform(p.webhook, p.token, p.app_id, "B" * 43, "safe")
     url, body, _ = other_key.sign(xml)
     assert requests.post(url, data=body, timeout=10).status_code == 403
@@ -427,14 +427,17 @@ def test_hostile_text_on_every_channel_gets_a_sensible_answer(assistant, channel
 
 def test_empty_text_is_answered_or_refused_but_never_crashes(assistant, channel):
     user = client(assistant, channel)
-    if channel in ("wechat", "weibo"):  # the platform delivers it: ask for words
+    if channel == "wechat":  # WeChat delivers it to Rasa, which asks for words
+        assert sensible(answered(user, ""))
+    elif channel == "weibo":  # answered on the spot, Rasa never sees it
         assert sensible(answered(user, ""))
     elif channel in ("sms-twilio", "sms-generic"):
         assert user.deliver("")[0] == 400  # documented: an empty text is a bad request
     else:
         assert user.deliver("")[0] == 200  # Alibaba's batch and Telegram's update are taken, and dropped
-    time.sleep(0.5)
-    assert [t for t in user_texts(assistant, user.sender_id) if not (t or "").strip()] in ([], [""])
+    if channel != "wechat":
+        time.sleep(0.5)
+        assert user_texts(assistant, user.sender_id) == []
     assert sensible(answered(user, "你好"))
 
 
@@ -524,12 +527,12 @@ def test_nul_and_control_characters_in_a_report_are_stored_or_refused_not_crashe
 
 # -- 5. guessing VIN suffixes -----------------------------------------------------------------------
 
-def quiet_vehicle(assistant) -> tuple[str, str]:
-    """A demo vehicle no other test asks about (the last one of the office): plate and VIN suffix."""
+def quiet_vehicle(assistant, nth: int = 0) -> tuple[str, str]:
+    """A demo vehicle no other test asks about (from the last of the office): plate and VIN suffix."""
     named = ("鲁B12345", "鲁BD12345", "鲁B88888", "鲁B12345D")
     [(plate, vin)] = query(assistant, select(Vehicle.plate, Vehicle.vin)
                            .where(Vehicle.plate.like("鲁B%"), Vehicle.plate.notin_(named))
-                           .order_by(Vehicle.id.desc()).limit(1))
+                           .order_by(Vehicle.id.desc()).offset(nth).limit(1))
     return plate, vin[-6:]
 
 
@@ -611,18 +614,19 @@ def test_someone_elses_appointment_number_discloses_nothing(assistant):
     phone = f"139{secrets.randbelow(10**8):08d}"
     done = answered(owner, phone)
     number = re.search(r"A\d{12}", done).group()
-    [(starts,)] = query(assistant, select(Appointment.slot_id).where(Appointment.appointment_no == number))
+    when = re.search(r"时间 (.+?)，联系电话", done).group(1)
     masked = f"{phone[:3]}****{phone[-4:]}"
     assert masked in done
+    assert query(assistant, select(Appointment.contact_phone).where(Appointment.appointment_no == number)) == [(phone,)]
 
     for channel in ("weibo", "sms-twilio"):
         stranger = client(assistant, channel)
         for ask in (f"查询预约{number}", f"我的预约号{number}", number):
             answer = answered(stranger, ask)
             assert sensible(answer)
+            assert "预约成功" not in answer and f"预约号 {number}" not in answer, (ask, answer)
             assert phone not in answer and masked not in answer and phone[-4:] not in answer, (ask, answer)
-            assert "视频处理" not in answer or "预约" in answer  # at most the offer to book, never this booking
-            assert not re.search(r"\d{1,2}月\d{1,2}日|\d{2}:\d{2}-\d{2}:\d{2}", answer), (ask, answer)
+            assert when not in answer or "请选择" in answer, (ask, answer)  # an offer of open slots is not this booking
             answered(stranger, "取消")
 
 
@@ -634,7 +638,7 @@ def test_someone_elses_appointment_number_discloses_nothing(assistant):
 def test_the_ingest_api_needs_its_token(assistant, bots, authorization):  # noqa: F811
     ingest, token = bots
     before = table_counts(assistant)
-    [(plate,)] = query(assistant, select(Vehicle.plate).where(Vehicle.plate.like("鲁B%")).limit(1))
+    plate, _ = quiet_vehicle(assistant, nth=1)  # the control row below is kept: nobody else counts its violations
     row = violation_row(plate)
     record_no = row["record_no"]
     headers = {} if authorization is None else {"Authorization": authorization.format(token=token)}
