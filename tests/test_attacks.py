@@ -454,9 +454,11 @@ def test_hostile_plate_and_proof(assistant, channel, text):
     assert "车牌" in asked
     answer = answered(user, text)
     assert sensible(answer) and "违法记录" not in answer
-    # As the proof when the VIN suffix is asked for: refused, nothing disclosed.
+    # As the proof when the VIN suffix is asked for: refused, nothing disclosed. ("<script>" reads
+    # as the 6-letter guess SCRIPT and counts as a failure: a plate no other test proves.)
     user = client(assistant, channel)
-    assert "后6位" in answered(user, "查一下鲁B12345的违章")
+    plate, _ = quiet_vehicle(assistant, nth=2)
+    assert "后6位" in answered(user, f"查一下{plate}的违章")
     answer = answered(user, text)
     assert sensible(answer) and "未处理的交通违法记录" not in answer
     assert query(assistant, select(AuditEntry.id).where(AuditEntry.sender_id == user.sender_id)) == []
