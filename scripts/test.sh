@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-# Known vulnerabilities in the lock (PyPI's data; required on CI, see scripts/audit.sh).
+# Known vulnerabilities in the lock (PyPI's data, when this machine can reach it: scripts/audit.sh).
 bash scripts/audit.sh
 .venv/bin/python scripts/train.py >/dev/null
 eval "$(bash scripts/services.sh)"
