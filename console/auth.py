@@ -88,7 +88,8 @@ async def sign_out(db, staff: Staff) -> None:
 
 
 def same(a: Optional[str], b: Optional[str]) -> bool:
-    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
+    # As bytes: compare_digest refuses non-ASCII text with a TypeError (a 500, not a refusal).
+    return bool(a) and bool(b) and hmac.compare_digest(str(a).encode(), str(b).encode())
 
 
 def is_api(request: web.Request) -> bool:

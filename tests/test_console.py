@@ -141,7 +141,8 @@ async def test_csrf_missing_or_wrong_is_refused(console, reviewer, db):
     number = await new_report(db, pid, "wechat")
     http, csrf = await signed_in(console.url, *reviewer)
     try:
-        for data in ({"status": "accepted"}, {"status": "accepted", "_csrf": csrf[:-2] + "xx"}):
+        for data in ({"status": "accepted"}, {"status": "accepted", "_csrf": csrf[:-2] + "xx"},
+                     {"status": "accepted", "_csrf": csrf[:-2] + "令牌"}):  # non-ASCII: refused, not a 500
             async with http.post(f"{console.url}/reports/{number}/decide", data=data, allow_redirects=False) as res:
                 assert res.status == 403
         async with http.post(f"{console.url}/logout", allow_redirects=False) as res:
