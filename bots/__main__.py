@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from actions.records.clock import now_local
 from actions.records.db import Database

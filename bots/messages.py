@@ -192,7 +192,7 @@ def email(kind: str, p: Mapping[str, Any], url: Optional[str] = None) -> Tuple[s
     """subject, plain text, HTML."""
     title, body = lines(kind, p)
     subject = f"【交警提醒】{title}"
-    plain = "\n".join(["您好：", "", *body, *( [f"", f"详情：{url}"] if url else []), "",
+    plain = "\n".join(["您好：", "", *body, *( ["", f"详情：{url}"] if url else []), "",
                        "本邮件由系统自动发送，请勿直接回复。"])
     items = "".join(f"<p>{html.escape(str(line))}</p>" for line in body)
     link = f'<p><a href="{html.escape(url)}">查看详情</a></p>' if url else ""

@@ -25,8 +25,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scripts.settings import ChannelSettings  # noqa: E402
-from scripts.stack import (BIN, STANDIN_PORTS, Process, StackConfig, _model_loaded,  # noqa: E402
-                           check_config, prepare_database, standins)
+from scripts.stack import (STANDIN_PORTS, Process, StackConfig, action_server, check_config,  # noqa: E402
+                           prepare_database, rasa_server, standins, supervise)
 
 # Offsets from the port base; `make prod` uses base 7000 (nginx on 7080).
 PORTS = {"nginx": 80, "actions_lb": 150, "rasa": (105, 106), "actions": (155, 156), "ingest": (190, 191),
@@ -248,23 +248,13 @@ class ProdShape:
                        self.env(), self.config.log_dir / "nginx.log", f"{self.config.url}/health")
 
     def action_server(self, i: int) -> Process:
-        cfg = self.config
-        port = cfg.port("actions", i)
-        return Process(f"action server {i + 1}", [str(BIN / "rasa"), "run", "actions", "--actions", "actions",
-                                                   "--port", str(port)],
-                       {**self.env(), "SANIC_HOST": "127.0.0.1"}, cfg.log_dir / f"actions-{i + 1}.log",
-                       f"http://127.0.0.1:{port}/health")
+        return action_server(self.env(), self.config.port("actions", i), self.config.log_dir / f"actions-{i + 1}.log",
+                             f"action server {i + 1}")
 
     def rasa_server(self, i: int) -> Process:
-        cfg = self.config
-        port = cfg.port("rasa", i)
-        token = self.channels.rasa_api_token
-        return Process(f"Rasa server {i + 1}", [
-            sys.executable, "-m", "scripts.rasa_server", "run", "--model", str(cfg.model),
-            "--interface", "127.0.0.1", "--port", str(port), "--credentials", "credentials.yml",
-            "--endpoints", str(ROOT / "deploy" / "endpoints.prod.yml"), "--enable-api", "--auth-token", token],
-            self.env(), cfg.log_dir / f"rasa-{i + 1}.log", f"http://127.0.0.1:{port}/status?token={token}",
-            _model_loaded)
+        return rasa_server(self.env(), self.config.model, self.config.port("rasa", i), self.channels.rasa_api_token,
+                           self.config.log_dir / f"rasa-{i + 1}.log", str(ROOT / "deploy" / "endpoints.prod.yml"),
+                           f"Rasa server {i + 1}")
 
     def dispatcher(self, i: int) -> Process:
         cfg = self.config
@@ -374,14 +364,6 @@ def run() -> int:
 
     cfg = ProdConfig(model=train(), base=int(os.environ.get("JJ_PROD_PORT_BASE", "7000")))
     shape = ProdShape(cfg)
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     print("starting PostgreSQL, Redis, 2 action servers, 2 Rasa servers, 2 dispatchers, nginx "
           "(about a minute)...", flush=True)
     shape.start()
@@ -401,14 +383,7 @@ def run() -> int:
         print(f"secrets         {cfg.var}/prod.env (channels), {cfg.var}/ingest.token")
         print(f"staff console   http://127.0.0.1:{cfg.port('console')}/")
         print("\nStop:           Ctrl-C\n", flush=True)
-        while not stopping:
-            for proc in shape.processes.values():
-                if proc.popen.poll() is not None:
-                    print(f"{proc.name} stopped unexpectedly:\n{proc.tail()}", file=sys.stderr)
-                    return 1
-            time.sleep(0.5)
-        print("\nstopping...", flush=True)
-        return 0
+        return supervise(lambda: list(shape.processes.values()))
     finally:
         shape.stop()
         print("stopped.", flush=True)

@@ -133,6 +133,41 @@ def _model_loaded(res: requests.Response) -> bool:
     return res.status_code == 200 and bool(res.json().get("model_file"))
 
 
+def action_server(env: dict, port: int, log: Path, name: str = "action server") -> Process:
+    # The action server has no authentication of its own: loopback only, unless told otherwise.
+    return Process(name, [str(BIN / "rasa"), "run", "actions", "--actions", "actions", "--port", str(port)],
+                   {**env, "SANIC_HOST": os.environ.get("JJ_ACTIONS_HOST", "127.0.0.1")}, log,
+                   f"http://127.0.0.1:{port}/health")
+
+
+def rasa_server(env: dict, model: Path, port: int, token: str, log: Path, endpoints: str = "endpoints.yml",
+                name: str = "Rasa server") -> Process:
+    return Process(name, [sys.executable, "-m", "scripts.rasa_server", "run", "--model", str(model),
+                          "--interface", "127.0.0.1", "--port", str(port), "--credentials", "credentials.yml",
+                          "--endpoints", endpoints, "--enable-api", "--auth-token", token],
+                   env, log, f"http://127.0.0.1:{port}/status?token={token}", _model_loaded)
+
+
+def supervise(processes: Callable[[], list[Process]]) -> int:
+    """Wait for Ctrl-C or SIGTERM (0), or for one of the processes to die (1)."""
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping:
+        for proc in processes():
+            if proc.popen.poll() is not None:
+                print(f"{proc.name} stopped unexpectedly:\n{proc.tail()}", file=sys.stderr)
+                return 1
+        time.sleep(0.5)
+    print("\nstopping...", flush=True)
+    return 0
+
+
 class Stack:
     """The action server and the Rasa server, started in that order and stopped in reverse."""
 
@@ -144,18 +179,8 @@ class Stack:
         cfg = self.config
         _tracker_db_in_wal_mode(cfg.tracker_db)
         env = cfg.env()
-        # The action server has no authentication of its own: loopback only, unless told otherwise.
-        actions_env = {**env, "SANIC_HOST": os.environ.get("JJ_ACTIONS_HOST", "127.0.0.1")}
-        actions = Process("action server", [str(BIN / "rasa"), "run", "actions", "--actions", "actions",
-                                            "--port", str(cfg.actions_port)],
-                          actions_env, cfg.log_dir / "actions.log", f"{cfg.actions_url}/health")
-        rasa = Process("Rasa server", [sys.executable, "-m", "scripts.rasa_server", "run",
-                                       "--model", str(cfg.model),
-                                       "--interface", "127.0.0.1", "--port", str(cfg.rasa_port),
-                                       "--credentials", "credentials.yml", "--endpoints", "endpoints.yml",
-                                       "--enable-api", "--auth-token", cfg.wechat.rasa_api_token],
-                       env, cfg.log_dir / "rasa.log",
-                       f"{cfg.rasa_url}/status?token={cfg.wechat.rasa_api_token}", _model_loaded)
+        actions = action_server(env, cfg.actions_port, cfg.log_dir / "actions.log")
+        rasa = rasa_server(env, cfg.model, cfg.rasa_port, cfg.wechat.rasa_api_token, cfg.log_dir / "rasa.log")
         try:
             for proc in (actions, rasa):
                 proc.start()
@@ -336,14 +361,6 @@ def run() -> int:
                             "RASA_API_TOKEN": channels.rasa_api_token},
                            config.log_dir / "console.log", f"http://127.0.0.1:{console_port}/login"))
     stack = Stack(config)
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     try:
         for proc in helpers:
             proc.start()
@@ -367,14 +384,7 @@ def run() -> int:
         print(f"records         {url}")
         print("\nTalk to it:     make chat        (a WeChat user on this terminal)")
         print("Stop:           Ctrl-C\n", flush=True)
-        while not stopping:
-            for proc in stack.processes + helpers:
-                if proc.popen.poll() is not None:
-                    print(f"{proc.name} stopped unexpectedly:\n{proc.tail()}", file=sys.stderr)
-                    return 1
-            time.sleep(0.5)
-        print("\nstopping...", flush=True)
-        return 0
+        return supervise(lambda: stack.processes + helpers)
     finally:
         stack.stop()
         for proc in helpers:

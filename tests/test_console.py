@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 
 from actions.records import queries
 from actions.records.clock import now_local

@@ -4,7 +4,6 @@ limits, the shared WeChat token and two dispatchers sharing one table."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from datetime import timedelta
@@ -17,7 +16,7 @@ from actions.records.clock import now_local
 from actions.records.db import Database
 from actions.records.models import ChannelIdentity, OutboxMessage, Person, ServiceToken, Subscription
 from bots.config import BotConfigError, BotSettings
-from bots.dispatcher import Dispatcher, Policy, quiet_until
+from bots.dispatcher import quiet_until
 from bots.senders.factory import make_dispatcher
 from tests.conftest import REDIS_URL, fresh_database
 from tests.support.background import BackgroundServer

@@ -3,7 +3,6 @@ and Redis, two action servers, two dispatchers. Each fault with its outcome as a
 an answer or an apology, never silence; nothing lost and nothing duplicated."""
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import tempfile
