@@ -110,8 +110,9 @@ def test_postgres_restarted_during_traffic(prod):
     def talk(user: WeChatClient) -> None:
         while not stop.is_set():
             started = time.monotonic()
-            answer = user.say("你好", timeout=5)
-            replies[user.sender_id].append((started, answer.elapsed, answer.text))
+            status, passive = user.deliver("你好")  # "" or None: answered later by customer service
+            assert status == 200
+            replies[user.sender_id].append((started, time.monotonic() - started, passive or ""))
             time.sleep(0.3)
 
     threads = [threading.Thread(target=talk, args=(u,)) for u in users]
@@ -131,20 +132,20 @@ def test_postgres_restarted_during_traffic(prod):
     everything = [r for rs in replies.values() for r in rs]
     during = [r for r in everything if down_at + 0.5 < r[0] < up_at - 0.5]
     assert during, "no message was sent while PostgreSQL was down"
-    # Fail fast, with a clear answer: every message got one, within two seconds.
-    assert all(text for _, _, text in everything)
+    # Fail fast, with a clear answer: within two seconds, in the HTTP response.
     assert all(text == HELD and elapsed < 2 for _, elapsed, text in during), during
     # Recovered without a restart of ours.
     late = [r for r in everything if r[0] > up_at + 6]
     assert late and all(text != HELD for _, _, text in late)
     assert pids(prod) == before
-    # Nothing lost, nothing duplicated: each held message is answered once, later.
+    # Nothing lost, nothing duplicated: each held message is answered once, later, through customer
+    # service, as is any message answered too slowly to answer in the response.
     for user in users:
-        held = sum(1 for _, _, text in replies[user.sender_id] if text == HELD)
-        answered = wait_for(lambda: len(customer_service(prod, user.sender_id)) >= held and
+        later = sum(1 for _, _, text in replies[user.sender_id] if text in (HELD, ""))
+        answered = wait_for(lambda: len(customer_service(prod, user.sender_id)) >= later and
                             customer_service(prod, user.sender_id), 60) or []
         time.sleep(2)
-        assert len(customer_service(prod, user.sender_id)) == held, (held, answered)
+        assert len(customer_service(prod, user.sender_id)) == later, (later, answered)
         assert user_texts(prod, user.sender_id).count("你好") == len(replies[user.sender_id])
 
 
