@@ -3,8 +3,10 @@ and Redis, two action servers, two dispatchers. Each fault with its outcome as a
 an answer or an apology, never silence; nothing lost and nothing duplicated."""
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -19,7 +21,7 @@ from channels.redelivery import HELD
 from tests.conftest import REQUIRED
 from tests.conftest import test_model as trained_model
 from tests.support.channel_clients import WeChatClient
-from tests.support.wechat_user import WeChatPlatform
+from tests.support.wechat_user import WeChatPlatform, next_msg_id
 
 pytestmark = pytest.mark.e2e
 
@@ -212,10 +214,47 @@ def test_wechat_api_outage_push_backs_off_and_delivers(prod):
     assert len(templates()) == 1  # once, by one of the two dispatchers
 
 
+def freeze(shape, key: str, sig: int) -> None:
+    os.killpg(shape.processes[key].pid, sig)
+
+
 def test_rasa_server_killed_mid_conversation(prod):
-    user = client(prod)
-    assert "后6位" in user.say("查一下鲁B88888的违章").text
-    prod.kill("rasa-0")
-    answers = [user.say("880123").text, user.say("你好").text]
-    assert "鲁B88888" in answers[0] and "后6位" not in answers[0]
-    assert answers[1] and answers[1] != HELD
+    """Killed between two messages, the other server continues the conversation; killed with a message
+    in flight, WeChat's retry of that message is answered by the other server, once."""
+    direct = client(prod, f"http://127.0.0.1:{prod.config.port('rasa', 0)}")
+    through_nginx = client(prod, openid=direct.sender_id)
+    assert "后6位" in direct.say("查一下鲁B88888的违章").text
+
+    msg_id = next_msg_id()
+    in_flight = threading.Thread(target=lambda: _ignore_errors(direct.user.say, "880123", msg_id))
+    for key in ("actions-0", "actions-1"):  # hold the turn in the middle of its custom action
+        freeze(prod, key, signal.SIGSTOP)
+    try:
+        in_flight.start()
+        time.sleep(1.5)
+        prod.kill("rasa-0")
+    finally:
+        for key in ("actions-0", "actions-1"):
+            freeze(prod, key, signal.SIGCONT)
+    in_flight.join(10)
+    time.sleep(4)  # WeChat retries 5 s after a delivery that got no answer
+    retry = through_nginx.user.say("880123", msg_id=msg_id)
+    assert retry.status == 200
+    answers = [retry.text] if retry.text else \
+        wait_for(lambda: customer_service(prod, through_nginx.sender_id), 40) or []
+    assert len(answers) == 1 and "鲁B88888" in answers[0] and "后6位" not in answers[0], answers
+    # A second retry of the same message, now answered, is ignored.
+    assert through_nginx.user.say("880123", msg_id=msg_id).text is None
+    time.sleep(2)
+    assert customer_service(prod, through_nginx.sender_id) == ([] if retry.text else answers)
+
+    answer = through_nginx.say("你好").text
+    assert answer and answer != HELD
+    assert user_texts(prod, direct.sender_id) == ["查一下鲁B88888的违章", "880123", "你好"]
+
+
+def _ignore_errors(fn, *args):
+    try:
+        fn(*args)
+    except requests.RequestException:
+        pass  # the server died under it

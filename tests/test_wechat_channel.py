@@ -271,6 +271,24 @@ async def test_redis_dedup_claims_once_across_processes():
     assert sorted(results) == [False, False, False, True]
 
 
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_stale_pending_claim_is_taken_over_but_an_answered_one_never(kind):
+    """A retry after a server died mid-message is processed; a retry of an answered one is not."""
+    def store():
+        return MemoryDedup(ttl=30) if kind == "memory" else RedisDedup(need_service(REDIS_URL, "redis"), ttl=30)
+
+    one, two = (store(), store()) if kind == "redis" else (store(),) * 2
+    died, answered = f"died-{time.time_ns()}", f"answered-{time.time_ns()}"
+    assert await one.claim(died, stale_after=0.3) and await one.claim(answered, stale_after=0.3)
+    await one.done(answered)
+    assert not await two.claim(died, stale_after=0.3)  # still fresh: the first server may be alive
+    await asyncio.sleep(0.45)
+    assert await two.claim(died, stale_after=0.3)       # pending too long: taken over, once
+    assert not await one.claim(died, stale_after=0.3)
+    assert not await two.claim(answered, stale_after=0.3)
+    assert not await two.claim(answered)                # without stale_after nothing is taken over
+
+
 def test_template_messages_through_wechatpy(wechat_api):
     settings = WeChatSettings.generate(app_id=wechat_api.app_id, app_secret=wechat_api.app_secret,
                                        api_base=wechat_api.url)
