@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.settings import ChannelSettings  # noqa: E402
-from scripts.stack import Process, Stack, StackConfig, prepare_database, standins  # noqa: E402
+from scripts.stack import Process, Stack, StackConfig, prepare_database, standins, start_ready  # noqa: E402
 from tests.support.background import free_port  # noqa: E402
 
 LOCUSTFILE = ROOT / "bench" / "locustfile.py"
@@ -231,10 +231,7 @@ def start_stack(run_dir: Path, model: Path, log) -> tuple[list[Process], Stack, 
     helpers = standins(channels, config.env(), config.log_dir)
     stack = Stack(config)
     try:
-        for proc in helpers:
-            proc.start()
-        for proc in helpers:
-            proc.wait_ready(30)
+        start_ready(helpers)
         log(f"starting the action server and the Rasa server (logs in {config.log_dir})...")
         stack.start()
     except BaseException:

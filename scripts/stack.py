@@ -148,6 +148,14 @@ def rasa_server(env: dict, model: Path, port: int, token: str, log: Path, endpoi
                    env, log, f"http://127.0.0.1:{port}/status?token={token}", _model_loaded)
 
 
+def start_ready(processes: list[Process], timeout: float = 30) -> None:
+    """Start them all at once, then wait until each answers."""
+    for proc in processes:
+        proc.start()
+    for proc in processes:
+        proc.wait_ready(timeout)
+
+
 def supervise(processes: Callable[[], list[Process]]) -> int:
     """Wait for Ctrl-C or SIGTERM (0), or for one of the processes to die (1)."""
     stopping = False
@@ -362,10 +370,7 @@ def run() -> int:
                            config.log_dir / "console.log", f"http://127.0.0.1:{console_port}/login"))
     stack = Stack(config)
     try:
-        for proc in helpers:
-            proc.start()
-        for proc in helpers:
-            proc.wait_ready(30)
+        start_ready(helpers)
         print("starting the action server and the Rasa server (about a minute)...", flush=True)
         stack.start()
         hooks = f"{config.rasa_url}/webhooks"
