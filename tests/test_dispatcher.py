@@ -446,6 +446,39 @@ async def test_token_error_does_not_loop(db, db_url, platforms):
     assert all(r.next_attempt_at >= now_local() + timedelta(seconds=30) for r in rows)
 
 
+@pytest.mark.parametrize("store", ["database", "redis"])
+async def test_rejected_token_is_never_handed_out_again(db, store):
+    """A send whose token was rejected must not get it back while the rejection is still on its
+    way to the shared store (one send invalidating while another reads)."""
+    from bots.senders.wechat_token import DatabaseTokenStore, RedisTokenStore, TokenUnavailable
+
+    if store == "redis" and not REDIS_URL:
+        pytest.skip("JJ_TEST_REDIS_URL not set")
+    issued = []
+
+    async def fetch():
+        issued.append(secrets.token_hex(8))
+        return issued[-1], 7200
+
+    name = f"wechat:test-{key()}"
+    tokens = (DatabaseTokenStore(db, name, fetch, cooldown=30, wait=0.5) if store == "database"
+              else RedisTokenStore(REDIS_URL, name, fetch, cooldown=30, wait=0.5))
+    try:
+        first = await tokens.get()
+        # A second process (same shared store, its own cache) still holds the token the platform
+        # rejected here; this process hears of the rejection before the store does.
+        tokens._cache.drop(first)  # invalidate()'s first half: the store's update is still to come
+        with pytest.raises(TokenUnavailable):  # not `first` again; the cooldown holds a new fetch off
+            await tokens.get()
+        await tokens.invalidate(first)
+        with pytest.raises(TokenUnavailable):
+            await tokens.get()
+        assert issued == [first]
+    finally:
+        if store == "redis":
+            await tokens.close()
+
+
 async def test_one_token_for_every_dispatcher(db_url, platforms):
     standin = WeChatAPIStandIn("wx" + secrets.token_hex(8), secrets.token_hex(16))
     with BackgroundServer(standin.app()) as server:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from datetime import timedelta
 from typing import Awaitable, Callable, Optional, Tuple
 
@@ -34,6 +35,9 @@ class _Cached:
     def __init__(self) -> None:
         self.value: Optional[str] = None
         self.until = 0.0
+        # Tokens the platform rejected. Until the shared store records a rejection, another send in
+        # this process may read the rejected token back from it; it must not use it again.
+        self._rejected: deque = deque(maxlen=8)
 
     def get(self) -> Optional[str]:
         return self.value if self.value and self.until > time.monotonic() else None
@@ -42,8 +46,13 @@ class _Cached:
         self.value, self.until = value, time.monotonic() + max(0.0, seconds)
 
     def drop(self, value: str) -> None:
+        if value not in self._rejected:
+            self._rejected.append(value)
         if self.value == value:
             self.value = None
+
+    def rejected(self, value: str) -> bool:
+        return value in self._rejected
 
 
 class DatabaseTokenStore:
@@ -72,7 +81,8 @@ class DatabaseTokenStore:
             async with self.database.session() as s:
                 row = (await s.execute(select(ServiceToken.value, ServiceToken.expires_at)
                                        .where(ServiceToken.name == self.name))).first()
-            if row is not None and row.value and row.expires_at and row.expires_at > now + timedelta(seconds=EARLY):
+            if (row is not None and row.value and not self._cache.rejected(row.value) and row.expires_at
+                    and row.expires_at > now + timedelta(seconds=EARLY)):
                 self._cache.put(row.value, (row.expires_at - now).total_seconds() - EARLY)
                 return row.value
             if await self._take_lease(now, exists=row is not None):
@@ -160,7 +170,7 @@ class RedisTokenStore:
             deadline = time.monotonic() + self.wait
             while True:
                 value, ttl = await r.get(self.key), await r.pttl(self.key)
-                if value and ttl > EARLY * 1000:
+                if value and ttl > EARLY * 1000 and not self._cache.rejected(value):
                     self._cache.put(value, ttl / 1000 - EARLY)
                     return value
                 if await r.set(self.lease_key, "1", nx=True, px=int(self.cooldown * 1000)):
