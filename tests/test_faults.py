@@ -148,7 +148,10 @@ def test_postgres_restarted_during_traffic(prod):
                             customer_service(prod, user.sender_id), 60) or []
         time.sleep(2)
         assert len(customer_service(prod, user.sender_id)) == later, (later, answered)
-        assert user_texts(prod, user.sender_id).count("你好") == len(replies[user.sender_id])
+        said = user_texts(prod, user.sender_id)
+        # On failure, show each reply (sent at, seconds taken, text) against the outage's times.
+        assert said.count("你好") == len(replies[user.sender_id]), (
+            len(said), round(down_at, 1), round(up_at, 1), replies[user.sender_id])
 
 
 def test_redis_down_then_back(prod):
