@@ -8,6 +8,8 @@ import logging
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Sequence, Text
 
 from rasa.core.channels.channel import CollectingOutputChannel, OutputChannel, UserMessage
+from sanic.request import Request
+from sanic.response import HTTPResponse
 
 from channels.memory import MemoryStore, UserMemory, memory_store
 from channels.script import guard_payload, script_of, to_traditional
@@ -211,9 +213,13 @@ class Background:
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
+        self.adopt(task)
+        return task
+
+    def adopt(self, task: asyncio.Future) -> None:
+        """Keep a running task referenced until it is done."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return task
 
 
 class ChannelCollector(CollectingOutputChannel):
@@ -228,13 +234,44 @@ class ChannelCollector(CollectingOutputChannel):
         return self._channel
 
 
-async def answer_within(budget: float, on_new_message: Callable[[UserMessage], Awaitable[Any]],
-                        text: str, sender: str, channel: str, metadata: Optional[dict] = None
-                        ) -> tuple[asyncio.Task, CollectingOutputChannel, bool]:
-    """Hand the message to Rasa and wait at most `budget` seconds. Returns the task, the collector
-    holding the answers, and whether it finished in time (the task runs on either way)."""
-    collector = ChannelCollector(channel)
-    message = UserMessage(text, collector, sender, input_channel=channel, metadata=metadata or {})
-    task = asyncio.ensure_future(on_new_message(message))
+Outcome = Optional[BaseException]  # how the turn ended: None, or what it raised
+
+
+async def reply_within(request: Request, budget: float, on_new_message: Callable[[UserMessage], Awaitable[Any]],
+                       message: UserMessage, reply: Callable[[Outcome], Awaitable[HTTPResponse]],
+                       later: Callable[[Outcome], Awaitable[Any]], early: Callable[[], HTTPResponse],
+                       background: Background) -> Optional[HTTPResponse]:
+    """Answer a platform's push in its HTTP response if the turn ends within `budget` seconds.
+
+    The turn runs in a task of its own (a slow one outlives the request) and that task writes the
+    response itself the moment the turn ends: a handler waiting for it would need another wake-up,
+    and on a busy server every wake-up waits behind other people's turns. When the budget runs out
+    first, the handler answers `early()` and the turn's answer goes to `later` instead (the
+    platform's send API). Returns what the handler should return: `early()` or None (answered).
+    """
+    answered: list[str] = []  # who answers the request: "turn" or "handler", whoever is first
+
+    async def turn() -> None:
+        try:
+            await on_new_message(message)
+            outcome: Outcome = None
+        except Exception as exc:
+            outcome = exc
+        if answered:
+            await later(outcome)
+            return
+        answered.append("turn")
+        written = await request.respond(await reply(outcome))
+        await written.send(end_stream=True)
+
+    task = asyncio.ensure_future(turn())
+    # Whatever it raises is re-raised below while the handler waits; once the handler has answered
+    # (or was cancelled with its connection), `later` logs its own failures.
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
     done, _ = await asyncio.wait({task}, timeout=max(budget, 0))
-    return task, collector, bool(done)
+    if not done and not answered:
+        answered.append("handler")
+        background.adopt(task)
+        return early()
+    await task  # done, or writing its response now; raises what building the reply raised
+    return None

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 from functools import cached_property
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -71,8 +70,8 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from channels import base
-from channels.base import (Background, ChannelCollector, ChannelConfigError, Conversations, Credentials, TextOutput,
-                           answer_within)
+from channels.base import (Background, ChannelCollector, ChannelConfigError, Conversations, Credentials, Outcome,
+                           TextOutput, reply_within)
 from channels.body import read_body
 from channels.checks import same
 from channels.dedup import DedupStore, dedup_store
@@ -291,19 +290,18 @@ class SMSInput(InputChannel):
         await self.conversations.observe(phone, text)
         return keyword_payload(text) or await self.conversations.incoming(phone, text.strip())
 
-    async def _answer(self, phone: str, task: asyncio.Future, collector: CollectingOutputChannel, said: str,
+    async def _answer(self, phone: str, outcome: Outcome, collector: CollectingOutputChannel, said: str,
                       on_new_message: Callable[[UserMessage], Awaitable[Any]], metadata: Dict[str, Any]) -> str:
-        if task.exception() is not None:
-            return await self.redelivery.apology(phone, said, task.exception(), on_new_message, metadata)
+        if outcome is not None:
+            return await self.redelivery.apology(phone, said, outcome, on_new_message, metadata)
         return await self.conversations.outgoing(phone, collector.messages)
 
     async def _send(self, phone: str, text: str) -> None:
         await SMSOutput(self.sender, self.fmt).send_text(phone, text)
 
-    async def _reply_later(self, phone: str, task: asyncio.Future, collector: CollectingOutputChannel, said: str,
+    async def _reply_later(self, phone: str, outcome: Outcome, collector: CollectingOutputChannel, said: str,
                            on_new_message: Callable[[UserMessage], Awaitable[Any]], metadata: Dict[str, Any]) -> None:
-        await asyncio.wait({task})
-        text = await self._answer(phone, task, collector, said, on_new_message, metadata)
+        text = await self._answer(phone, outcome, collector, said, on_new_message, metadata)
         if text:
             await self._send(phone, text)
 
@@ -374,13 +372,17 @@ class SMSInput(InputChannel):
             logger.info("sms: retry of twilio %s ignored", sid)
             return _twiml([])
         said, metadata = await self._user_text(phone, text), {"sms_gateway": "twilio"}
-        task, collector, done = await answer_within(
-            self.config.reply_budget - (time.monotonic() - started), on_new_message, said, phone, self.name(),
-            metadata)
-        if not done:
-            self.background.spawn(self._reply_later(phone, task, collector, said, on_new_message, metadata))
-            return _twiml([])
-        return _twiml(self.fmt.pieces(await self._answer(phone, task, collector, said, on_new_message, metadata)))
+        collector = ChannelCollector(self.name())
+        message = UserMessage(said, collector, phone, input_channel=self.name(), metadata=metadata)
+
+        async def reply(outcome: Outcome) -> HTTPResponse:
+            return _twiml(self.fmt.pieces(await self._answer(phone, outcome, collector, said, on_new_message,
+                                                             metadata)))
+
+        return await reply_within(
+            request, self.config.reply_budget - (time.monotonic() - started), on_new_message, message, reply,
+            lambda outcome: self._reply_later(phone, outcome, collector, said, on_new_message, metadata),
+            lambda: _twiml([]), self.background)
 
     # -- Alibaba Cloud ----------------------------------------------------------------------------
 

@@ -45,7 +45,8 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import TextReply
 
 from channels import base
-from channels.base import Background, ChannelConfigError, Conversations, Credentials, TextOutput, answer_within
+from channels.base import (Background, ChannelCollector, ChannelConfigError, Conversations, Credentials, Outcome,
+                           TextOutput, reply_within)
 from channels.body import read_body
 from channels.checks import same
 from channels.dedup import DedupStore, dedup_store
@@ -283,11 +284,12 @@ class WeChatInput(InputChannel):
             return f"/{key}" if MENU_KEY.fullmatch(key) else None
         return None
 
-    async def _deliver_later(self, task: asyncio.Task, openid: str, collector: CollectingOutputChannel,
+    async def _deliver_later(self, outcome: Outcome, openid: str, collector: CollectingOutputChannel,
                              said: str, on_new_message: Callable[[UserMessage], Awaitable[Any]],
                              metadata: Dict[str, Any]) -> None:
         try:
-            await task
+            if outcome is not None:
+                raise outcome
             text = await self.conversations.outgoing(openid, collector.messages)
         except Exception as exc:
             text = await self.redelivery.apology(openid, said, exc, on_new_message, metadata)
@@ -333,12 +335,12 @@ class WeChatInput(InputChannel):
             logger.info("wechat: retry of %s ignored", key)
             return response.text("success")
         try:
-            return await self._answer(msg, args, started, on_new_message)
+            return await self._answer(request, msg, args, started, on_new_message)
         finally:
             await self.dedup.done(key)
 
-    async def _answer(self, msg: Any, args: Dict[str, str], started: float,
-                      on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> HTTPResponse:
+    async def _answer(self, request: Request, msg: Any, args: Dict[str, str], started: float,
+                      on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Optional[HTTPResponse]:
         text = await self._user_text(msg)
         if text is None:
             if msg.type in ("link", "file"):
@@ -346,21 +348,24 @@ class WeChatInput(InputChannel):
             return response.text("success")
 
         metadata = {"wechat_msg_type": msg.type, "wechat_event": getattr(msg, "event", None)}
-        task, collector, done = await answer_within(
-            self.config.reply_budget - (time.monotonic() - started), on_new_message, text, msg.source,
-            self.name(), metadata)
-        if not done:
-            self.background.spawn(self._deliver_later(task, msg.source, collector, text, on_new_message, metadata))
-            return response.text("success")
-        if task.exception() is not None:
-            apology = await self.redelivery.apology(msg.source, text, task.exception(), on_new_message, metadata)
-            return self._reply(msg, apology, args)
-        pieces = split_text(await self.conversations.outgoing(msg.source, collector.messages))
-        if not pieces:
-            return response.text("success")
-        if len(pieces) > 1:
-            self.background.spawn(WeChatOutput(self.client).send_text(msg.source, "\n".join(pieces[1:])))
-        return self._reply(msg, pieces[0], args)
+        collector = ChannelCollector(self.name())
+        message = UserMessage(text, collector, msg.source, input_channel=self.name(), metadata=metadata)
+
+        async def reply(outcome: Outcome) -> HTTPResponse:
+            if outcome is not None:
+                return self._reply(msg, await self.redelivery.apology(msg.source, text, outcome, on_new_message,
+                                                                      metadata), args)
+            pieces = split_text(await self.conversations.outgoing(msg.source, collector.messages))
+            if not pieces:
+                return response.text("success")
+            if len(pieces) > 1:
+                self.background.spawn(WeChatOutput(self.client).send_text(msg.source, "\n".join(pieces[1:])))
+            return self._reply(msg, pieces[0], args)
+
+        return await reply_within(
+            request, self.config.reply_budget - (time.monotonic() - started), on_new_message, message, reply,
+            lambda outcome: self._deliver_later(outcome, msg.source, collector, text, on_new_message, metadata),
+            lambda: response.text("success"), self.background)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint(f"wechat_webhook_{id(self):x}", __name__)

@@ -38,7 +38,8 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from channels import base
-from channels.base import Background, ChannelConfigError, Conversations, Credentials, TextOutput, answer_within
+from channels.base import (Background, ChannelCollector, ChannelConfigError, Conversations, Credentials, Outcome,
+                           TextOutput, reply_within)
 from channels.body import read_body
 from channels.checks import same
 from channels.dedup import DedupStore, dedup_store
@@ -309,11 +310,12 @@ class WeiboInput(InputChannel):
         except Exception:
             logger.exception("weibo: reply API send to %s failed", user)
 
-    async def _deliver_later(self, task: asyncio.Task, user: str, collector: CollectingOutputChannel,
+    async def _deliver_later(self, outcome: Outcome, user: str, collector: CollectingOutputChannel,
                              said: str, on_new_message: Callable[[UserMessage], Awaitable[Any]],
                              metadata: Dict[str, Any]) -> None:
         try:
-            await task
+            if outcome is not None:
+                raise outcome
             text = await self.conversations.outgoing(user, collector.messages)
         except Exception as exc:
             text = await self.redelivery.apology(user, said, exc, on_new_message, metadata)
@@ -347,23 +349,26 @@ class WeiboInput(InputChannel):
             return response.text("")
 
         metadata = {"weibo_msg_type": push.type}
-        task, collector, done = await answer_within(
-            self.config.reply_budget - (time.monotonic() - started), on_new_message, text, push.user,
-            self.name(), metadata)
-        if not done:
-            self.background.spawn(self._deliver_later(task, push.user, collector, text, on_new_message, metadata))
-            return response.text("")
-        if task.exception() is not None:
-            return self._reply(push, await self.redelivery.apology(push.user, text, task.exception(),
-                                                                   on_new_message, metadata))
-        answer = await self.conversations.outgoing(push.user, collector.messages)
-        if not answer:
-            return response.text("")
-        if len(answer) > MAX_TEXT_CHARS:
-            # One passive reply cannot carry it: all pieces go through the API, in order.
-            self.background.spawn(self._send_logged(push.user, answer))
-            return response.text("")
-        return self._reply(push, answer)
+        collector = ChannelCollector(self.name())
+        message = UserMessage(text, collector, push.user, input_channel=self.name(), metadata=metadata)
+
+        async def reply(outcome: Outcome) -> HTTPResponse:
+            if outcome is not None:
+                return self._reply(push, await self.redelivery.apology(push.user, text, outcome, on_new_message,
+                                                                       metadata))
+            answer = await self.conversations.outgoing(push.user, collector.messages)
+            if not answer:
+                return response.text("")
+            if len(answer) > MAX_TEXT_CHARS:
+                # One passive reply cannot carry it: all pieces go through the API, in order.
+                self.background.spawn(self._send_logged(push.user, answer))
+                return response.text("")
+            return self._reply(push, answer)
+
+        return await reply_within(
+            request, self.config.reply_budget - (time.monotonic() - started), on_new_message, message, reply,
+            lambda outcome: self._deliver_later(outcome, push.user, collector, text, on_new_message, metadata),
+            lambda: response.text(""), self.background)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint(f"weibo_webhook_{id(self):x}", __name__)
