@@ -246,8 +246,8 @@ async def reply_within(request: Request, budget: float, on_new_message: Callable
     The turn runs in a task of its own (a slow one outlives the request) and that task writes the
     response itself the moment the turn ends: a handler waiting for it would need another wake-up,
     and on a busy server every wake-up waits behind other people's turns. When the budget runs out
-    first, the handler answers `early()` and the turn's answer goes to `later` instead (the
-    platform's send API). Returns what the handler should return: `early()` or None (answered).
+    first, or the platform hangs up, the handler answers `early()` (or nothing) and the turn's answer
+    goes to `later` instead (the platform's send API). Returns what the handler should return: `early()` or None (answered).
     """
     answered: list[str] = []  # who answers the request: "turn" or "handler", whoever is first
 
@@ -268,7 +268,13 @@ async def reply_within(request: Request, budget: float, on_new_message: Callable
     # Whatever it raises is re-raised below while the handler waits; once the handler has answered
     # (or was cancelled with its connection), `later` logs its own failures.
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
-    done, _ = await asyncio.wait({task}, timeout=max(budget, 0))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(budget, 0))
+    except asyncio.CancelledError:  # the platform hung up: the answer goes through its API instead
+        if not answered:
+            answered.append("handler")
+            background.adopt(task)
+        raise
     if not done and not answered:
         answered.append("handler")
         background.adopt(task)

@@ -16,7 +16,7 @@ from channels.wechat import UNSUPPORTED, WeChatConfig, WeChatInput, make_client,
 from scripts.stack import WeChatSettings
 from tests.conftest import REDIS_URL, need_service
 from tests.support.channel_host import ChannelHost
-from tests.support.wechat_user import WeChatPlatform, WeChatUser, next_msg_id, signature
+from tests.support.wechat_user import WeChatPlatform, WeChatUser, next_msg_id, signature, text_xml
 
 
 def wait_for(predicate, timeout: float = 5.0):
@@ -144,6 +144,14 @@ def test_slow_answer_goes_out_through_customer_service(host, wechat_api):
     assert reply.elapsed < 1.0  # answered within the budget, not when the agent finished
     sent = wait_for(lambda: wechat_api.messages_to(user.openid), timeout=5)
     assert [s.text for s in sent] == ["收到：slow:1.5"]
+
+
+def test_answer_to_a_platform_that_hung_up_goes_out_through_customer_service(host, wechat_api):
+    user = WeChatUser(host.platform)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        user.post_xml(text_xml(host.platform.account, user.openid, "slow:0.6", next_msg_id()), timeout=0.2)
+    sent = wait_for(lambda: wechat_api.messages_to(user.openid), timeout=5)
+    assert [s.text for s in sent] == ["收到：slow:0.6"]
 
 
 def test_agent_failure_gets_an_apology_not_a_500(host):
