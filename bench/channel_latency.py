@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import requests
 
@@ -99,7 +99,7 @@ def summary(latencies: dict[str, list[float]], by_round: list[dict[str, list[flo
 
 
 def run_phase(makes: dict[str, Callable[[], ChannelClient]], users: int, conversations: int, think: float,
-              latencies: dict[str, list[float]], wrong: list[str]) -> None:
+              latencies: dict[str, list[float]], wrong: list[str], samples: Optional[list] = None) -> None:
     """`users` simulated people on each channel of `makes`, all at once."""
     lock = threading.Lock()
 
@@ -107,12 +107,15 @@ def run_phase(makes: dict[str, Callable[[], ChannelClient]], users: int, convers
         client = makes[name]()
         rng = random.Random(client.sender_id)
         for _ in range(conversations):
-            for text, expected in CONVERSATION:
+            for step, (text, expected) in enumerate(CONVERSATION):
                 if think > 0:
                     time.sleep(rng.uniform(0.5 * think, 1.5 * think))
+                sent_at = time.time()
                 answer = client.say(text)
                 with lock:
                     latencies[name].append(answer.elapsed)
+                    if samples is not None:
+                        samples.append((name, step, round(sent_at, 3), round(answer.elapsed, 4)))
                     if answer.status != 200 or expected not in answer.text:
                         wrong.append(f"{client.channel}: {text!r} -> {answer.status} {answer.text[:80]!r}")
 
@@ -148,6 +151,7 @@ def main() -> int:
     latencies = {name: [] for name in CHANNELS}
     by_round: list[dict[str, list[float]]] = []
     wrong: list[str] = []
+    samples: list[tuple] = []  # (channel, step of the conversation, sent at, seconds): in the JSON report
     with running_platforms() as platforms:
         channels = channel_settings(platforms, f"http://127.0.0.1:{rasa_port}")
         config = StackConfig(database_url=url, tracker_db=tmp / "tracker.db", channels=channels,
@@ -164,7 +168,7 @@ def main() -> int:
                 for names in phases:
                     print(f"round {r + 1}: {', '.join(names)}...", file=sys.stderr)
                     run_phase({name: make[name] for name in names}, args.users, args.conversations, args.think,
-                              this_round, wrong)
+                              this_round, wrong, samples)
                 by_round.append(this_round)
                 for name, values in this_round.items():
                     latencies[name] += values
@@ -187,7 +191,8 @@ def main() -> int:
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / f"channel_latency-{int(time.time())}.json").write_text(json.dumps(
-        {"args": {k: str(v) for k, v in vars(args).items()}, "channels": rows, "wrong": wrong}, indent=2, ensure_ascii=False))
+        {"args": {k: str(v) for k, v in vars(args).items()}, "channels": rows, "wrong": wrong,
+         "samples": samples}, indent=2, ensure_ascii=False))
     return 0
 
 
