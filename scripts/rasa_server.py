@@ -1,4 +1,4 @@
-"""Rasa's own command line (`rasa run ...`), with three fixes applied first.
+"""Rasa's own command line (`rasa run ...`), with three fixes and one tuning applied first.
 
 Rasa 3.6 validates every action-server response with `jsonschema.validate`, which checks the
 schema itself and builds a new validator on each call: half of the server's CPU under load. The
