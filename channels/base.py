@@ -246,8 +246,8 @@ async def reply_within(request: Request, budget: float, on_new_message: Callable
     The turn runs in a task of its own (a slow one outlives the request) and that task writes the
     response itself the moment the turn ends: a handler waiting for it would need another wake-up,
     and on a busy server every wake-up waits behind other people's turns. When the budget runs out
-    first, or the platform hangs up, the handler answers `early()` (or nothing) and the turn's answer
-    goes to `later` instead (the platform's send API). Returns what the handler should return: `early()` or None (answered).
+    first, or the platform hangs up, the handler answers `early()` (or nothing) and the turn's
+    answer goes to `later` instead (the platform's send API). Returns `early()` or None (answered).
     """
     answered: list[str] = []  # who answers the request: "turn" or "handler", whoever is first
 
@@ -264,6 +264,14 @@ async def reply_within(request: Request, budget: float, on_new_message: Callable
         written = await request.respond(await reply(outcome))
         await written.send(end_stream=True)
 
+    def hand_over() -> bool:
+        """The handler takes the request if the turn has not: the turn then answers `later`."""
+        if answered:
+            return False
+        answered.append("handler")
+        background.adopt(task)
+        return True
+
     task = asyncio.ensure_future(turn())
     # Whatever it raises is re-raised below while the handler waits; once the handler has answered
     # (or was cancelled with its connection), `later` logs its own failures.
@@ -271,13 +279,9 @@ async def reply_within(request: Request, budget: float, on_new_message: Callable
     try:
         done, _ = await asyncio.wait({task}, timeout=max(budget, 0))
     except asyncio.CancelledError:  # the platform hung up: the answer goes through its API instead
-        if not answered:
-            answered.append("handler")
-            background.adopt(task)
+        hand_over()
         raise
-    if not done and not answered:
-        answered.append("handler")
-        background.adopt(task)
+    if not done and hand_over():
         return early()
     await task  # done, or writing its response now; raises what building the reply raised
     return None
