@@ -1,4 +1,4 @@
-"""Rasa's own command line (`rasa run ...`), with three fixes and one tuning applied first.
+"""Rasa's own command line (`rasa run ...`), with three fixes and two tunings applied first.
 
 Rasa 3.6 validates every action-server response with `jsonschema.validate`, which checks the
 schema itself and builds a new validator on each call: half of the server's CPU under load. The
@@ -18,6 +18,10 @@ several servers that forks the conversation. The third fix fails the turn instea
 Last, once the model is loaded its objects are moved out of the garbage collector's sight
 (`gc.freeze`): they live as long as the server, and every full collection walked all of them,
 stopping the event loop for 0.5-0.8 s every 20-30 s under load, for every conversation at once.
+
+And every message reads its conversation back from the tracker store, event by event, and Rasa
+finds each event's class by walking all of Event's subclasses again: 14 ms of the 16 ms it takes to
+read 500 events. The class found for each type name is now remembered.
 """
 from __future__ import annotations
 
@@ -130,8 +134,26 @@ def freeze_model_objects() -> None:
     run.load_agent_on_start = load_agent_on_start
 
 
+def remember_event_classes() -> None:
+    from rasa.shared.core.events import Event
+
+    resolve = Event.resolve_by_type
+    found: Dict[Text, Any] = {}
+
+    def resolve_by_type(type_name: Text, default: Any = None) -> Any:
+        cls = found.get(type_name)
+        if cls is None:
+            cls = resolve(type_name, default)
+            if cls is not None and cls.type_name == type_name:  # not a default or a None stand-in
+                found[type_name] = cls
+        return cls
+
+    Event.resolve_by_type = staticmethod(resolve_by_type)
+
+
 def main() -> None:
     freeze_model_objects()
+    remember_event_classes()
     compile_action_response_validation()
     fail_turn_when_action_server_is_down()
     fail_turn_when_tracker_store_is_down()

@@ -135,7 +135,7 @@ def _model_loaded(res: requests.Response) -> bool:
 
 def action_server(env: dict, port: int, log: Path, name: str = "action server") -> Process:
     # The action server has no authentication of its own: loopback only, unless told otherwise.
-    return Process(name, [str(BIN / "rasa"), "run", "actions", "--actions", "actions", "--port", str(port)],
+    return Process(name, [sys.executable, "-m", "scripts.action_server", "--actions", "actions", "--port", str(port)],
                    {**env, "SANIC_HOST": os.environ.get("JJ_ACTIONS_HOST", "127.0.0.1")}, log,
                    f"http://127.0.0.1:{port}/health")
 
