@@ -10,9 +10,10 @@ collected as before.
 """
 from __future__ import annotations
 
-import gc
 import sys
 from typing import Any
+
+from scripts.rasa_server import freeze_what_is_alive
 
 
 def freeze_after_registration() -> None:
@@ -22,8 +23,7 @@ def freeze_after_registration() -> None:
 
     def register_package(self: ActionExecutor, package: Any) -> None:
         register(self, package)
-        gc.collect()
-        gc.freeze()
+        freeze_what_is_alive()
 
     ActionExecutor.register_package = register_package
 

@@ -118,17 +118,22 @@ def fail_turn_when_tracker_store_is_down() -> None:
     FailSafeTrackerStore.save = save
 
 
-def freeze_model_objects() -> None:
+def freeze_what_is_alive() -> None:
+    """Collect once, then keep what survives (loaded for the server's lifetime) out of later collections."""
     import gc
 
+    gc.collect()
+    gc.freeze()
+
+
+def freeze_model_objects() -> None:
     import rasa.core.run as run
 
     load = run.load_agent_on_start
 
     async def load_agent_on_start(*args: Any, **kwargs: Any) -> Any:
         agent = await load(*args, **kwargs)
-        gc.collect()
-        gc.freeze()  # what is alive now (the model, the domain, the graph) is never collected anyway
+        freeze_what_is_alive()  # the model, the domain, the graph: never collected anyway
         return agent
 
     run.load_agent_on_start = load_agent_on_start
