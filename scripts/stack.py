@@ -11,6 +11,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,10 +207,33 @@ class Stack:
         self.processes.clear()
 
     def __enter__(self) -> "Stack":
-        return self.start()
+        # SIGTERM's default ends this process at once and leaves both servers running, holding their
+        # ports (the children have sessions of their own). Unwind as from Ctrl-C instead, so __exit__
+        # stops them (an interrupt, not SystemExit: pytest would count that as one failed test and go on).
+        self._previous_sigterm = None
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+        try:
+            return self.start()
+        except BaseException:
+            self._restore_sigterm()
+            raise
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            self._restore_sigterm()
+
+    def _restore_sigterm(self) -> None:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+
+
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def prepare_database(url: str, vehicles: int = 3000) -> dict:
