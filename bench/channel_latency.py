@@ -58,10 +58,12 @@ class RestClient(ChannelClient):
         self.http = requests.Session()
 
     def say(self, text: str, timeout: float = 15) -> Answer:
+        body = json.dumps({"sender": self.sender_id, "message": text}).encode()
         started = time.perf_counter()
-        res = self.http.post(self.url, json={"sender": self.sender_id, "message": text}, timeout=timeout)
+        res = self.http.post(self.url, data=body, headers={"Content-Type": "application/json"}, timeout=timeout)
+        elapsed = time.perf_counter() - started  # the exchange alone, as for every other channel
         texts = [m.get("text", "") for m in res.json()] if res.status_code == 200 else []
-        return Answer(res.status_code, "\n".join(texts), time.perf_counter() - started)
+        return Answer(res.status_code, "\n".join(texts), elapsed)
 
 
 def makers(rasa_url: str, channels, platforms) -> dict[str, Callable[[], ChannelClient]]:

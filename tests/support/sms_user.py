@@ -37,7 +37,8 @@ class Delivery:
     status: int
     body: str
     replies: list[str] = field(default_factory=list)  # messages in a TwiML answer
-    elapsed: float = 0.0
+    elapsed: float = 0.0  # the HTTP exchange alone, without signing before it or reading after
+    sent_at: float = 0.0  # wall clock when the request went out
 
 
 @dataclass
@@ -98,16 +99,18 @@ class SMSUser:
         url = (gw.signed_url or gw.webhook.split("?")[0]) + (f"?{query}" if query else "")
         headers = {"X-Twilio-Signature": signature if signature is not None
                    else twilio_signature(gw.auth_token, url, form)}
-        started = time.perf_counter()
-        res = _post(self.http, gw.webhook, self.retries, data=urlencode(form).encode(),
+        body = urlencode(form).encode()
+        sent_at, started = time.time(), time.perf_counter()
+        res = _post(self.http, gw.webhook, self.retries, data=body,
                     headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
+        elapsed = time.perf_counter() - started
         replies = []
         if res.status_code == 200 and res.text.strip():
             doc = xmltodict.parse(res.text).get("Response") or {}
             messages = doc.get("Message") or []
             replies = [m if isinstance(m, str) else m.get("#text", "")
                        for m in (messages if isinstance(messages, list) else [messages])]
-        return Delivery(res.status_code, res.text, replies, time.perf_counter() - started)
+        return Delivery(res.status_code, res.text, replies, elapsed, sent_at)
 
     def aliyun_item(self, text: str, sequence_id: Optional[int] = None, dest_code: str = "1069000012201") -> dict:
         return {"phone_number": self.number, "content": text, "dest_code": dest_code,
@@ -124,9 +127,9 @@ class SMSUser:
         stamp = str(timestamp if timestamp is not None else int(time.time()))
         headers = {"Content-Type": "application/json", "X-Timestamp": stamp,
                    "X-Signature": generic_signature(secret or gw.secret, stamp, body)}
-        started = time.perf_counter()
+        sent_at, started = time.time(), time.perf_counter()
         res = _post(self.http, gw.webhook, self.retries, data=body, headers=headers)
-        return Delivery(res.status_code, res.text, [], time.perf_counter() - started)
+        return Delivery(res.status_code, res.text, [], time.perf_counter() - started, sent_at)
 
     def received(self, after: float = 0.0) -> list[str]:
         """Texts the gateways sent to this phone, oldest first."""
@@ -147,7 +150,8 @@ class SMSUser:
 def push_aliyun(gw: AliyunGateway, items: list[dict], session: Optional[requests.Session] = None,
                 retries: int = 2) -> Delivery:
     """One upstream push as Alibaba Cloud sends it: a JSON array, possibly from several phones."""
-    started = time.perf_counter()
-    res = _post(session or requests.Session(), gw.webhook, retries,
-                data=json.dumps(items, ensure_ascii=False).encode(), headers={"Content-Type": "application/json"})
-    return Delivery(res.status_code, res.text, [], time.perf_counter() - started)
+    body = json.dumps(items, ensure_ascii=False).encode()
+    sent_at, started = time.time(), time.perf_counter()
+    res = _post(session or requests.Session(), gw.webhook, retries, data=body,
+                headers={"Content-Type": "application/json"})
+    return Delivery(res.status_code, res.text, [], time.perf_counter() - started, sent_at)

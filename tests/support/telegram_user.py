@@ -6,6 +6,7 @@ any bot behind the webhook, the real Rasa server included.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import secrets
 import time
@@ -25,7 +26,8 @@ class Delivery:
     status: int
     body: str
     update: dict
-    elapsed: float
+    elapsed: float        # the HTTP exchange alone
+    sent_at: float = 0.0  # wall clock when the request went out
 
     @property
     def update_id(self) -> int:
@@ -46,9 +48,10 @@ class TelegramPlatform:
         headers = {"Content-Type": "application/json"}
         if secret is not None:
             headers[SECRET_HEADER] = secret
-        started = time.perf_counter()
-        res = requests.post(self.webhook, json=update, headers=headers, timeout=timeout)
-        return Delivery(res.status_code, res.text, update, time.perf_counter() - started)
+        body = json.dumps(update).encode()
+        sent_at, started = time.time(), time.perf_counter()
+        res = requests.post(self.webhook, data=body, headers=headers, timeout=timeout)
+        return Delivery(res.status_code, res.text, update, time.perf_counter() - started, sent_at)
 
     def sent(self, chat_id: Any = None, after_id: int = 0) -> list[dict]:
         params = {"after_id": after_id, **({"chat_id": str(chat_id)} if chat_id is not None else {})}

@@ -27,7 +27,8 @@ class Reply:
     status: int
     body: str
     text: Optional[str]   # the reply's text content, decrypted, or None for `success`/empty
-    elapsed: float
+    elapsed: float        # the HTTP exchange alone: signing before it and decrypting after are ours
+    sent_at: float = 0.0  # wall clock when the request went out
 
     @property
     def answered(self) -> bool:
@@ -109,11 +110,11 @@ class WeChatUser:
 
     def post_xml(self, xml: str, timeout: float = 15) -> Reply:
         url, body, query = self.platform.sign(xml)
-        started = time.perf_counter()
+        sent_at, started = time.time(), time.perf_counter()
         res = self.http.post(url, data=body, headers={"Content-Type": "text/xml"}, timeout=timeout)
         elapsed = time.perf_counter() - started
         text = self.platform.read_reply(res.text, query) if res.status_code == 200 else None
-        return Reply(res.status_code, res.text, text, elapsed)
+        return Reply(res.status_code, res.text, text, elapsed, sent_at)
 
     def say(self, content: str, msg_id: Optional[int] = None) -> Reply:
         return self.post_xml(text_xml(self.platform.account, self.openid, content,

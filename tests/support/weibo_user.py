@@ -34,8 +34,9 @@ class Reply:
     status: int
     body: str
     text: Optional[str]   # the passive reply's text, or None for an empty 200 (or an error)
-    elapsed: float
+    elapsed: float        # the HTTP exchange alone, without signing before it or reading after
     doc: Optional[dict] = None  # the passive reply's JSON, `data` still encoded
+    sent_at: float = 0.0  # wall clock when the request went out
 
     @property
     def answered(self) -> bool:
@@ -94,12 +95,13 @@ class WeiboUser:
         """Post a push (a dict, or raw bytes/str as is) signed as Weibo signs it."""
         body = doc if isinstance(doc, (bytes, str)) else json.dumps(doc, ensure_ascii=False)
         body = body.encode() if isinstance(body, str) else body
-        started = time.perf_counter()
-        res = self.http.post(self.platform.signed_url(timestamp), data=body,
+        url = self.platform.signed_url(timestamp)
+        sent_at, started = time.time(), time.perf_counter()
+        res = self.http.post(url, data=body,
                              headers={"Content-Type": "application/json"}, timeout=timeout)
         elapsed = time.perf_counter() - started
         text, parsed = self.platform.read_reply(res.text, self.user_id) if res.status_code == 200 else (None, None)
-        return Reply(res.status_code, res.text, text, elapsed, parsed)
+        return Reply(res.status_code, res.text, text, elapsed, parsed, sent_at)
 
     def say(self, text: str, created_at: Optional[str] = None) -> Reply:
         return self.post(self.push_doc("text", text, created_at=created_at))
