@@ -11,9 +11,12 @@ machine does in that minute (the server's garbage collection, another process) f
 alike; --sequential runs the channels one after another instead, as earlier versions did, and its
 ratios swing by about ±0.15 between runs for that reason. A message's latency is from sending it to
 the moment its whole answer reached the platform: the passive reply's arrival, or the stand-in API's
-receipt of the last piece for channels that answer through the platform's API. Every answer is
-checked. Prints p50/p99 per channel and its ratio to REST, over the whole run and as the median of
-the rounds' ratios.
+receipt of the last piece for channels that answer through the platform's API. Signing and
+encrypting a message before it is sent, and decrypting or parsing the answer, are the platform's work
+and not counted: they run in this process, where every simulated user competes for the interpreter
+lock, and counted they added to WeChat's tail most (its platform encrypts and decrypts every
+message). Every answer is checked. Prints p50/p99 per channel and its ratio to REST, over the whole
+run and as the median of the rounds' ratios.
 """
 from __future__ import annotations
 
