@@ -112,9 +112,9 @@ def test_postgres_restarted_during_traffic(prod):
     def talk(user: WeChatClient) -> None:
         while not stop.is_set():
             started = time.monotonic()
-            status, passive = user.deliver("你好")  # "" or None: answered later by customer service
-            assert status == 200
-            replies[user.sender_id].append((started, time.monotonic() - started, passive or ""))
+            sent = user.deliver("你好")  # passive "" or None: answered later by customer service
+            assert sent.status == 200
+            replies[user.sender_id].append((started, time.monotonic() - started, sent.passive or ""))
             time.sleep(0.3)
 
     threads = [threading.Thread(target=talk, args=(u,)) for u in users]
