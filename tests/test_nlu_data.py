@@ -32,10 +32,22 @@ def training() -> list[tuple[str, str]]:
     return _examples("data/nlu")
 
 
-def test_held_out_split_is_never_trained_on(training):
+@pytest.mark.parametrize("split", ["data/test", "data/dev"])
+def test_held_out_splits_are_never_trained_on(training, split):
     seen = {_key(text): intent for intent, text in training}
-    leaked = [(intent, text, seen[_key(text)]) for intent, text in _examples("data/test") if _key(text) in seen]
+    leaked = [(intent, text, seen[_key(text)]) for intent, text in _examples(split) if _key(text) in seen]
     assert leaked == []
+
+
+def test_dev_and_test_splits_share_nothing():
+    # data/dev is for choosing between models; data/test stays unseen by those choices.
+    test = {_key(text) for _, text in _examples("data/test")}
+    assert [text for _, text in _examples("data/dev") if _key(text) in test] == []
+
+
+def test_dev_split_covers_every_intent(training):
+    intents = {intent for intent, _ in training} - {"link_account"}
+    assert intents - {intent for intent, _ in _examples("data/dev")} == set()
 
 
 def test_every_intent_has_enough_examples(training):
