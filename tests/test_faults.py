@@ -135,7 +135,8 @@ def test_postgres_restarted_during_traffic(prod):
     during = [r for r in everything if down_at + 0.5 < r[0] < up_at - 0.5]
     assert during, "no message was sent while PostgreSQL was down"
     # Fail fast, with a clear answer: within two seconds, in the HTTP response.
-    assert all(text == HELD and elapsed < 2 for _, elapsed, text in during), during
+    slow_or_other = [r for r in during if r[2] != HELD or r[1] >= 2]
+    assert slow_or_other == [], (round(down_at, 1), round(up_at, 1), slow_or_other)
     # Recovered without a restart of ours.
     late = [r for r in everything if r[0] > up_at + 6]
     assert late and all(text != HELD for _, _, text in late)
