@@ -7,7 +7,8 @@
 Trains from the same inputs as scripts/train.py (config.yml, domain.yml, data/nlu, data/rules.yml,
 data/stories.yml), never from data/test. Parses every example of data/test/*.yml except
 out_of_domain.yml and prints accuracy, macro-F1 (over the gold intents), per-intent scores, the top
-confusions and per-type entity scores; then the fallback rate on out_of_domain.yml. Retrieval intents
+confusions and per-type entity scores, with 90% bootstrap intervals for macro-F1 and each intent's F1
+(how far they could move on another split of the same size); then the fallback rate on out_of_domain.yml. Retrieval intents
 are scored by their full name (faq/pay_fine), taken from the ResponseSelector's output when there is
 one. A predicted entity matches a gold one when the types are equal and the values are equal after
 nlu.normalise.normalise() (and normalise_plate for plates). Targets are reported as met/NOT met; the
@@ -98,6 +99,45 @@ def intent_report(gold: list[str], predicted: list[str]) -> dict:
     return {"accuracy": float(accuracy_score(gold, predicted)),
             "macro_f1": float(sum(f) / len(f)), "per_intent": per_intent,
             "confusions": [{"gold": g, "predicted": pr, "count": n} for (g, pr), n in confusions]}
+
+
+def f1_by_label(pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """F1 of every gold label in pairs."""
+    tp, fp, fn = Counter(), Counter(), Counter()
+    for g, pr in pairs:
+        if g == pr:
+            tp[g] += 1
+        else:
+            fn[g] += 1
+            fp[pr] += 1
+    return {label: prf(tp[label], fp[label], fn[label])[2] for label in set(tp) | set(fn)}
+
+
+def bootstrap_intervals(gold: list[str], predicted: list[str], rounds: int = 1000, level: float = 0.90,
+                        seed: int = 0) -> dict:
+    """How far macro-F1 and each intent's F1 could move on another test split of the same size:
+    percentile intervals over resamples of the examples (with replacement)."""
+    import random
+
+    pairs = list(zip(gold, predicted))
+    if not pairs:
+        return {"macro_f1": None, "per_intent": {}}
+    rng = random.Random(seed)
+    macro, per_intent = [], {label: [] for label in set(gold)}
+    for _ in range(rounds):
+        f1 = f1_by_label(rng.choices(pairs, k=len(pairs)))
+        macro.append(sum(f1.values()) / len(f1))
+        for label, value in f1.items():
+            per_intent[label].append(value)
+
+    def interval(values: list[float]) -> list[float]:
+        values = sorted(values)
+        low = values[int((1 - level) / 2 * (len(values) - 1))]
+        high = values[int((1 + level) / 2 * (len(values) - 1))]
+        return [low, high]
+
+    return {"level": level, "rounds": rounds, "macro_f1": interval(macro),
+            "per_intent": {label: interval(v) for label, v in per_intent.items() if v}}
 
 
 def predicted_label(parse: dict) -> str:
@@ -216,13 +256,20 @@ def main() -> None:
     print(f"model load: {load_seconds:.1f} s, parse: {parse_ms:.1f} ms/message")
     print(f"test files: {', '.join(files) or 'none'}\nexamples: {len(examples)}")
 
-    intents = intent_report([r["gold"] for r in examples], [r["predicted"] for r in examples])
+    gold, predicted = [r["gold"] for r in examples], [r["predicted"] for r in examples]
+    intents = intent_report(gold, predicted)
+    # With a dozen examples per intent, one example moves an intent's F1 by about 0.04.
+    spread = bootstrap_intervals(gold, predicted)
+    intents["intervals"] = spread
     if intents["accuracy"] is not None:
-        print(f"intent accuracy: {intents['accuracy']:.3f}   macro-F1: {intents['macro_f1']:.3f}")
-        print(f"\n{'intent':<28}{'prec':>7}{'recall':>8}{'F1':>7}{'support':>9}")
+        low, high = spread["macro_f1"]
+        print(f"intent accuracy: {intents['accuracy']:.3f}   macro-F1: {intents['macro_f1']:.3f}"
+              f" [90%: {low:.3f}–{high:.3f}]")
+        print(f"\n{'intent':<28}{'prec':>7}{'recall':>8}{'F1':>7}{'support':>9}   F1 90% interval")
         for row in intents["per_intent"]:
+            low, high = spread["per_intent"].get(row["intent"], [row["f1"], row["f1"]])
             print(f"{row['intent']:<28}{row['precision']:>7.3f}{row['recall']:>8.3f}"
-                  f"{row['f1']:>7.3f}{row['support']:>9}")
+                  f"{row['f1']:>7.3f}{row['support']:>9}   {low:.3f}–{high:.3f}")
         print("\ntop confusions (gold → predicted: count)")
         for c in intents["confusions"]:
             print(f"  {c['gold']} → {c['predicted']}: {c['count']}")
@@ -243,6 +290,10 @@ def main() -> None:
         "min_intent_f1": target_line(f"lowest intent F1 ({lowest['intent'] if lowest else '-'})",
                                      lowest["f1"] if lowest else None, TARGETS["min_intent_f1"]),
     }
+    if lowest and lowest["intent"] in spread["per_intent"]:
+        low, high = spread["per_intent"][lowest["intent"]]
+        below = sum(row["f1"] < TARGETS["min_intent_f1"] for row in intents["per_intent"])
+        print(f"    (its 90% interval {low:.3f}–{high:.3f}; {below} intent(s) below {TARGETS['min_intent_f1']:.2f})")
 
     print(f"\nout-of-domain ({OOD_FILE}): {len(ood)} examples")
     caught = sum(r["intent"] in FALLBACK_INTENTS for r in ood)

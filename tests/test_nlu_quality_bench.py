@@ -48,6 +48,27 @@ def test_intent_report():
     assert bench.intent_report([], [])["macro_f1"] is None
 
 
+def test_f1_by_label_agrees_with_the_report():
+    gold = ["greet", "greet", "faq/pay_fine", "faq/e_ticket", "deny"]
+    predicted = ["greet", "deny", "faq/pay_fine", "faq/pay_fine", "deny"]
+    report = {row["intent"]: row["f1"] for row in bench.intent_report(gold, predicted)["per_intent"]}
+    assert bench.f1_by_label(list(zip(gold, predicted))) == pytest.approx(report)
+
+
+def test_bootstrap_intervals():
+    assert bench.bootstrap_intervals(["a"] * 10 + ["b"] * 10, ["a"] * 10 + ["b"] * 10)["macro_f1"] == [1.0, 1.0]
+    # One miss in twelve: the point estimate lies inside, and fewer examples give a wider interval.
+    few = bench.bootstrap_intervals(["a"] * 12 + ["b"] * 12, ["a"] * 11 + ["b"] * 13)
+    many = bench.bootstrap_intervals(["a"] * 120 + ["b"] * 120, (["a"] * 11 + ["b"]) * 10 + ["b"] * 120)
+    f1_a = 2 * 11 / (2 * 11 + 1)
+    for spread in (few, many):
+        low, high = spread["per_intent"]["a"]
+        assert low < f1_a <= high
+    width = lambda spread: spread["per_intent"]["a"][1] - spread["per_intent"]["a"][0]  # noqa: E731
+    assert width(few) > 2 * width(many)
+    assert bench.bootstrap_intervals([], [])["macro_f1"] is None
+
+
 @pytest.mark.parametrize("parse, label", [
     ({"intent": {"name": "greet"}}, "greet"),
     ({"intent": {"name": "faq"}}, "faq"),
