@@ -177,6 +177,17 @@ def test_understanding_through_the_running_model(assistant, text, intent, plate)
     assert plates == ([plate] if plate else [])
 
 
+def test_feature_regexes_are_never_entities(assistant):
+    # data/nlu/regex.yml also holds patterns that are DIET features only; they must not reach
+    # the slots as entities, while the plate and phone found in the same message still do.
+    text = "有人冒充交警卖分说能信吗，我要举报，鲁B12345，电话13900001111"
+    res = requests.post(f"{assistant.rasa_url}/model/parse", params={"token": assistant.settings.rasa_api_token},
+                        json={"text": text}, timeout=10)
+    kinds = {e["entity"] for e in res.json()["entities"]}
+    assert {"plate", "phone"} <= kinds
+    assert not {k for k in kinds if k.startswith("asks_")}
+
+
 def test_help_and_goodbye(assistant):
     user = WeChatUser(assistant.platform)
     assert "查违章" in user.say("帮助").text and "转人工" in user.say("帮助").text
