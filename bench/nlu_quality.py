@@ -8,9 +8,9 @@ Trains from the same inputs as scripts/train.py (config.yml, domain.yml, data/nl
 data/stories.yml), never from data/test. Parses every example of data/test/*.yml except
 out_of_domain.yml and prints accuracy, macro-F1 (over the gold intents), per-intent scores, the top
 confusions and per-type entity scores, with 90% bootstrap intervals for macro-F1 and each intent's F1
-(how far they could move on another split of the same size); then the fallback rate on out_of_domain.yml. Retrieval intents
-are scored by their full name (faq/pay_fine), taken from the ResponseSelector's output when there is
-one. A predicted entity matches a gold one when the types are equal and the values are equal after
+(how far they could move on another split of the same size); then the fallback rate on
+out_of_domain.yml. Retrieval intents are scored by their full name (faq/pay_fine), taken from the
+ResponseSelector's output when there is one. A predicted entity matches a gold one when the types are equal and the values are equal after
 nlu.normalise.normalise() (and normalise_plate for plates). Targets are reported as met/NOT met; the
 exit status is 0 either way. The full report goes to bench/results/nlu_quality-<unix time>.json.
 """
@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -117,8 +118,6 @@ def bootstrap_intervals(gold: list[str], predicted: list[str], rounds: int = 100
                         seed: int = 0) -> dict:
     """How far macro-F1 and each intent's F1 could move on another test split of the same size:
     percentile intervals over resamples of the examples (with replacement)."""
-    import random
-
     pairs = list(zip(gold, predicted))
     if not pairs:
         return {"macro_f1": None, "per_intent": {}}
