@@ -6,13 +6,14 @@
 
 Trains from the same inputs as scripts/train.py (config.yml, domain.yml, data/nlu, data/rules.yml,
 data/stories.yml), never from data/test. Parses every example of data/test/*.yml except
-out_of_domain.yml and prints accuracy, macro-F1 (over the gold intents), per-intent scores, the top
-confusions and per-type entity scores, with 90% bootstrap intervals for macro-F1 and each intent's F1
-(how far they could move on another split of the same size); then the fallback rate on
-out_of_domain.yml. Retrieval intents are scored by their full name (faq/pay_fine), taken from the
-ResponseSelector's output when there is one. A predicted entity matches a gold one when the types are equal and the values are equal after
-nlu.normalise.normalise() (and normalise_plate for plates). Targets are reported as met/NOT met; the
-exit status is 0 either way. The full report goes to bench/results/nlu_quality-<unix time>.json.
+out_of_domain.yml and prints accuracy, macro-F1 (over the gold intents), per-intent scores, accuracy
+per test file, the top confusions and per-type entity scores, with 90% bootstrap intervals for
+macro-F1 and each intent's F1 (how far they could move on another split of the same size); then the
+fallback rate on out_of_domain.yml. Retrieval intents are scored by their full name (faq/pay_fine),
+taken from the ResponseSelector's output when there is one. A predicted entity matches a gold one
+when the types are equal and the values are equal after nlu.normalise.normalise() (and
+normalise_plate for plates). Targets are reported as met/NOT met; the exit status is 0 either way.
+The full report goes to bench/results/nlu_quality-<unix time>.json.
 """
 from __future__ import annotations
 
@@ -100,6 +101,15 @@ def intent_report(gold: list[str], predicted: list[str]) -> dict:
     return {"accuracy": float(accuracy_score(gold, predicted)),
             "macro_f1": float(sum(f) / len(f)), "per_intent": per_intent,
             "confusions": [{"gold": g, "predicted": pr, "count": n} for (g, pr), n in confusions]}
+
+
+def accuracy_by_file(rows: list[dict]) -> dict[str, dict]:
+    """Intent accuracy of each test file: the blind files against the ones written with the training data."""
+    totals: dict[str, Counter] = {}
+    for row in rows:
+        totals.setdefault(row["file"], Counter())["right" if row["gold"] == row["predicted"] else "wrong"] += 1
+    return {name: {"accuracy": c["right"] / (c["right"] + c["wrong"]), "examples": c["right"] + c["wrong"]}
+            for name, c in sorted(totals.items())}
 
 
 def f1_by_label(pairs: list[tuple[str, str]]) -> dict[str, float]:
@@ -269,6 +279,9 @@ def main() -> None:
             low, high = spread["per_intent"].get(row["intent"], [row["f1"], row["f1"]])
             print(f"{row['intent']:<28}{row['precision']:>7.3f}{row['recall']:>8.3f}"
                   f"{row['f1']:>7.3f}{row['support']:>9}   {low:.3f}–{high:.3f}")
+        intents["by_file"] = accuracy_by_file(examples)
+        print("\naccuracy by file: " + ", ".join(f"{name} {row['accuracy']:.3f}"
+                                               for name, row in intents["by_file"].items()))
         print("\ntop confusions (gold → predicted: count)")
         for c in intents["confusions"]:
             print(f"  {c['gold']} → {c['predicted']}: {c['count']}")

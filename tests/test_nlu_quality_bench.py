@@ -82,3 +82,11 @@ def test_bootstrap_intervals():
 ])
 def test_predicted_label(parse, label):
     assert bench.predicted_label(parse) == label
+
+
+def test_accuracy_by_file():
+    rows = [{"file": "blind_faq.yml", "gold": "faq/pay_fine", "predicted": "faq/pay_fine"},
+            {"file": "blind_faq.yml", "gold": "faq/e_ticket", "predicted": "faq/pay_fine"},
+            {"file": "faq.yml", "gold": "greet", "predicted": "greet"}]
+    assert bench.accuracy_by_file(rows) == {"blind_faq.yml": {"accuracy": 0.5, "examples": 2},
+                                            "faq.yml": {"accuracy": 1.0, "examples": 1}}
