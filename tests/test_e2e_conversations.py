@@ -208,6 +208,18 @@ def test_book_a_remote_appointment(assistant):
     assert (kind, phone) == ("accident", "13900005678")
 
 
+def test_a_phone_written_in_groups_up_front_is_not_asked_for_again(assistant):
+    user = WeChatUser(assistant.platform)
+    offer = talk(user, "想约个视频处理违章，电话 139 8765-4321")
+    assert "回复 1：" in offer and "手机号" not in offer
+    done = talk(user, "1")
+    number = re.search(r"A\d{12}", done).group()
+    assert "139****4321" in done
+    [(kind, phone)] = query(assistant, select(Appointment.kind, Appointment.contact_phone)
+                            .where(Appointment.appointment_no == number))
+    assert (kind, phone) == ("violation", "13987654321")
+
+
 # -- questions, people, changes of mind ------------------------------------------------------
 
 @pytest.mark.parametrize("question, expected", [
