@@ -22,11 +22,29 @@ from actions.timeparse import parse_when
 
 MAX_PHOTOS = 5
 FACILITY_TYPES = ("signal", "sign", "marking", "guardrail", "other")
+VIOLATION_TYPES = ("illegal_parking", "red_light", "wrong_way", "emergency_lane", "not_yielding", "queue_jumping",
+                   "phone_use", "solid_line", "bus_lane", "honking", "no_seatbelt", "other")
 DONE_WORDS = re.compile(r"^(好了|好|没有|没了|没有了|无|完成|完了|就这些|发完了|跳过|不用|不用了|不发了|ok|OK|done|no)[。.!！]?$")
 REPORT_SLOTS = ("facility_type", "location", "latitude", "longitude", "description", "photo", "photos",
                 "photos_done", "violation_type", "report_time", "plate", "requested_slot")
 RESET = [SlotSet(name, None) for name in REPORT_SLOTS]
 MAX_AGE = timedelta(days=7)
+
+
+def named_kind(value: Any, kinds: tuple) -> Optional[str]:
+    """The first named kind among the model's values (it may tag a stray word beside it), "other"
+    when only that was chosen, else None."""
+    values = value if isinstance(value, list) else [value]
+    named = [v for v in values if v in kinds and v != "other"]
+    return named[0] if named else ("other" if "other" in values else None)
+
+
+def typed_answer(tracker: Tracker, slot: str, entity: str, limit: int) -> Dict[Text, Any]:
+    """The reply's own text for the slot being asked for, when the model found no entity for it."""
+    if entity_values(tracker, entity) or tracker.get_slot("requested_slot") != slot:
+        return {}
+    text = latest_text(tracker)
+    return {slot: text[:limit]} if text and answers_the_question(tracker) else {}
 
 
 class ReportForm:
@@ -37,10 +55,7 @@ class ReportForm:
 
     async def extract_location(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                domain: DomainDict) -> Dict[Text, Any]:
-        if entity_values(tracker, "location") or tracker.get_slot("requested_slot") != "location":
-            return {}
-        text = latest_text(tracker)
-        return {"location": text[:200]} if text and answers_the_question(tracker) else {}
+        return typed_answer(tracker, "location", "location", 200)
 
     async def extract_description(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                   domain: DomainDict) -> Dict[Text, Any]:
@@ -111,8 +126,7 @@ class ValidateReportFacilityForm(ReportForm, FormValidationAction):
 
     async def validate_facility_type(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                      domain: DomainDict) -> Dict[Text, Any]:
-        kind = first(value)
-        return {"facility_type": kind if kind in FACILITY_TYPES else "other"}
+        return {"facility_type": named_kind(value, FACILITY_TYPES) or "other"}
 
 
 class ValidateReportViolationForm(ReportForm, FormValidationAction):
@@ -121,12 +135,25 @@ class ValidateReportViolationForm(ReportForm, FormValidationAction):
     def name(self) -> Text:
         return "validate_report_violation_form"
 
+    async def extract_violation_type(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                     domain: DomainDict) -> Dict[Text, Any]:
+        # A reply the model found no kind in is still an answer: asking again would never end.
+        return typed_answer(tracker, "violation_type", "violation_type", 200)
+
+    async def validate_violation_type(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                      domain: DomainDict) -> Dict[Text, Any]:
+        kind = named_kind(value, VIOLATION_TYPES)
+        if kind not in (None, "other"):
+            return {"violation_type": kind}
+        # Filed as "other" with the reporter's own words (超速, 堵消防通道...), so staff can tell what it
+        # was; a button's payload is not words.
+        text = latest_text(tracker)
+        words = None if text.startswith("/") else text[:1000] or None
+        return {"violation_type": "other", "description": tracker.get_slot("description") or words}
+
     async def extract_report_time(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                   domain: DomainDict) -> Dict[Text, Any]:
-        if entity_values(tracker, "time") or tracker.get_slot("requested_slot") != "report_time":
-            return {}
-        text = latest_text(tracker)
-        return {"report_time": text[:60]} if text and answers_the_question(tracker) else {}
+        return typed_answer(tracker, "report_time", "time", 60)
 
     async def extract_plate(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                             domain: DomainDict) -> Dict[Text, Any]:

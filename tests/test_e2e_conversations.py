@@ -179,6 +179,24 @@ def test_report_a_violation_needs_evidence(assistant):
     assert occurred.hour == 8
 
 
+@pytest.mark.parametrize("answer, vtype, description", [
+    ("占了应急车道", "emergency_lane", None),        # the model tags a stray 占 too; the named kind wins
+    ("车停在消防通道上", "other", "车停在消防通道上"),  # no named kind: "other", in the reporter's words
+    ("超速了", "other", "超速了"),
+])
+def test_violation_kind_in_free_words(assistant, answer, vtype, description):
+    user = WeChatUser(assistant.platform)
+    assert "什么违法行为" in talk(user, "我要举报鲁B54321")
+    assert "地点" in talk(user, answer)
+    talk(user, "香港中路")
+    talk(user, "昨天上午8点")
+    send_photo(user)
+    number = re.search(r"R\d{12}", talk(user, "好了")).group()
+    [(stored_type, stored_description)] = query(assistant, select(Report.violation_type, Report.description)
+                                                .where(Report.report_no == number))
+    assert (stored_type, stored_description) == (vtype, description)
+
+
 def test_report_status_and_statistics_are_private(assistant):
     user = WeChatUser(assistant.platform)
     done = talk(user, "车管所门口有黄牛，说交钱驾考包过")
