@@ -44,7 +44,19 @@ def typed_answer(tracker: Tracker, slot: str, entity: str, limit: int) -> Dict[T
     if entity_values(tracker, entity) or tracker.get_slot("requested_slot") != slot:
         return {}
     text = latest_text(tracker)
-    return {slot: text[:limit]} if text and answers_the_question(tracker) else {}
+    # "路灯不亮" reads as report_facility; inside that report's own form it is the answer.
+    own_task = latest_intent(tracker) == (tracker.active_loop_name or "").removesuffix("_form")
+    return {slot: text[:limit]} if text and (own_task or answers_the_question(tracker)) else {}
+
+
+def in_own_words(tracker: Tracker) -> Dict[Text, Any]:
+    """A kind filed as "other" keeps the reporter's words (超速, 路面有个大坑...) as the description,
+    so staff can tell what it was; a button's payload is not words."""
+    text = latest_text(tracker)
+    said = tracker.get_slot("description")
+    if not text or text.startswith("/") or (said and text in said):
+        return {"description": said}
+    return {"description": f"{said}；{text}"[:1000] if said else text[:1000]}
 
 
 class ReportForm:
@@ -124,9 +136,17 @@ class ValidateReportFacilityForm(ReportForm, FormValidationAction):
     def name(self) -> Text:
         return "validate_report_facility_form"
 
+    async def extract_facility_type(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                    domain: DomainDict) -> Dict[Text, Any]:
+        # A reply the model found no kind in is still an answer: asking again would never end.
+        return typed_answer(tracker, "facility_type", "facility_type", 200)
+
     async def validate_facility_type(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                      domain: DomainDict) -> Dict[Text, Any]:
-        return {"facility_type": named_kind(value, FACILITY_TYPES) or "other"}
+        kind = named_kind(value, FACILITY_TYPES)
+        if kind in (None, "other"):
+            return {"facility_type": "other", **in_own_words(tracker)}
+        return {"facility_type": kind}
 
 
 class ValidateReportViolationForm(ReportForm, FormValidationAction):
@@ -143,13 +163,9 @@ class ValidateReportViolationForm(ReportForm, FormValidationAction):
     async def validate_violation_type(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                       domain: DomainDict) -> Dict[Text, Any]:
         kind = named_kind(value, VIOLATION_TYPES)
-        if kind not in (None, "other"):
-            return {"violation_type": kind}
-        # Filed as "other" with the reporter's own words (超速, 堵消防通道...), so staff can tell what it
-        # was; a button's payload is not words.
-        text = latest_text(tracker)
-        words = None if text.startswith("/") else text[:1000] or None
-        return {"violation_type": "other", "description": tracker.get_slot("description") or words}
+        if kind in (None, "other"):
+            return {"violation_type": "other", **in_own_words(tracker)}
+        return {"violation_type": kind}
 
     async def extract_report_time(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                   domain: DomainDict) -> Dict[Text, Any]:

@@ -163,6 +163,21 @@ def test_report_a_facility_with_a_wechat_location(assistant):
     assert facility == "sign" and "东海西路" in location and lat == "36.0671"
 
 
+@pytest.mark.parametrize("answer", [
+    "路面有个大坑",   # no facility named: the model tags nothing
+    "路灯不亮",       # reads as a new facility report, which is the form's own task
+])
+def test_facility_kind_in_free_words_is_the_answer_and_the_description(assistant, answer):
+    user = WeChatUser(assistant.platform)
+    assert "哪类设施" in talk(user, "我要报修交通设施")
+    assert "位置" in talk(user, answer)             # not asked again, and no description asked for
+    assert "照片" in talk(user, "香港中路")
+    number = re.search(r"R\d{12}", talk(user, "好了")).group()
+    [(facility, description)] = query(assistant, select(Report.facility_type, Report.description)
+                                      .where(Report.report_no == number))
+    assert facility == "other" and answer in description
+
+
 def test_report_a_violation_needs_evidence(assistant):
     user = WeChatUser(assistant.platform)
     talk(user, "举报鲁B54321在香港中路违停")
