@@ -71,6 +71,10 @@ class PhoneSlot:
         return {"phone": normalised_phone(text) or text[:20]} if re.search(r"\d", text) else {}
 
     async def validate_phone(self, value: Any, dispatcher, tracker: Tracker, domain) -> dict:
+        # A number from an earlier message (a scammer's, in a report) is not one to call back: when
+        # the form starts, only a number in the message that starts it is taken; else it is asked for.
+        if tracker.get_slot("requested_slot") is None and not entity_values(tracker, "phone"):
+            return {"phone": None}
         phone = normalised_phone(first(value) or "")
         if phone is None:
             dispatcher.utter_message(text="手机号应为11位数字（如 13900001234），请重新输入。")

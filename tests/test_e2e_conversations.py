@@ -242,6 +242,15 @@ def test_book_a_remote_appointment(assistant):
     assert (kind, phone) == ("accident", "13900005678")
 
 
+def test_a_number_from_an_earlier_report_is_not_taken_as_the_contact_phone(assistant):
+    user = WeChatUser(assistant.platform)
+    talk(user, "举报一个诈骗电话19900012345，冒充交警说我违章让我转账")
+    talk(user, "预约远程处理违章")
+    assert "手机号" in talk(user, "1")                 # asked for, not assumed
+    done = talk(user, "13900005678")
+    assert "139****5678" in done and "2345" not in done
+
+
 def test_a_phone_written_in_groups_up_front_is_not_asked_for_again(assistant):
     user = WeChatUser(assistant.platform)
     offer = talk(user, "想约个视频处理违章，电话 139 8765-4321")
