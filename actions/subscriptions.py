@@ -63,7 +63,10 @@ class ValidateSubscribeForm(PhoneSlot, FormValidationAction):
         current = channel_of(tracker)
         channel = current if first(value) == "here" else first(value)
         if channel in ("sms", "email") or channel == current:
-            return {"alert_channel": channel}
+            # An address from an earlier message (a scammer's, in a report) is not where alerts go.
+            contact = {"sms": "phone", "email": "email"}.get(channel)
+            stale = {contact: None} if contact and not entity_values(tracker, contact) else {}
+            return {"alert_channel": channel, **stale}
         if channel in CHANNEL_NAMES:
             dispatcher.utter_message(text=replies.subscribe_there(CHANNEL_NAMES[channel]))
         return {"alert_channel": None}

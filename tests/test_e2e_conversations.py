@@ -251,6 +251,15 @@ def test_a_number_from_an_earlier_report_is_not_taken_as_the_contact_phone(assis
     assert "139****5678" in done and "2345" not in done
 
 
+def test_an_address_from_an_earlier_report_is_not_where_alerts_go(assistant):
+    user = WeChatUser(assistant.platform)
+    talk(user, "有人冒充交警从 fake122@example.com 给我发邮件说要交罚款，举报这个诈骗")
+    talk(user, "订阅违章提醒")
+    assert "邮箱地址" in talk(user, "3")               # asked for, not assumed
+    done = talk(user, "me@example.org")
+    assert "me@example.org" in done and "fake122" not in done
+
+
 def test_a_phone_written_in_groups_up_front_is_not_asked_for_again(assistant):
     user = WeChatUser(assistant.platform)
     offer = talk(user, "想约个视频处理违章，电话 139 8765-4321")
