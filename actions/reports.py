@@ -31,12 +31,12 @@ RESET = [SlotSet(name, None) for name in REPORT_SLOTS]
 MAX_AGE = timedelta(days=7)
 
 
-def named_kind(value: Any, kinds: tuple) -> Optional[str]:
-    """The first named kind among the model's values (it may tag a stray word beside it), "other"
-    when only that was chosen, else None."""
+def kind_or_own_words(tracker: Tracker, slot: str, value: Any, kinds: tuple) -> Dict[Text, Any]:
+    """The first named kind among the model's values (it may tag a stray word beside it); else
+    "other", with the reporter's own words kept as the description."""
     values = value if isinstance(value, list) else [value]
     named = [v for v in values if v in kinds and v != "other"]
-    return named[0] if named else ("other" if "other" in values else None)
+    return {slot: named[0]} if named else {slot: "other", **in_own_words(tracker)}
 
 
 def typed_answer(tracker: Tracker, slot: str, entity: str, limit: int) -> Dict[Text, Any]:
@@ -143,10 +143,7 @@ class ValidateReportFacilityForm(ReportForm, FormValidationAction):
 
     async def validate_facility_type(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                      domain: DomainDict) -> Dict[Text, Any]:
-        kind = named_kind(value, FACILITY_TYPES)
-        if kind in (None, "other"):
-            return {"facility_type": "other", **in_own_words(tracker)}
-        return {"facility_type": kind}
+        return kind_or_own_words(tracker, "facility_type", value, FACILITY_TYPES)
 
 
 class ValidateReportViolationForm(ReportForm, FormValidationAction):
@@ -162,10 +159,7 @@ class ValidateReportViolationForm(ReportForm, FormValidationAction):
 
     async def validate_violation_type(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                       domain: DomainDict) -> Dict[Text, Any]:
-        kind = named_kind(value, VIOLATION_TYPES)
-        if kind in (None, "other"):
-            return {"violation_type": "other", **in_own_words(tracker)}
-        return {"violation_type": kind}
+        return kind_or_own_words(tracker, "violation_type", value, VIOLATION_TYPES)
 
     async def extract_report_time(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                   domain: DomainDict) -> Dict[Text, Any]:
