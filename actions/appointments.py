@@ -12,11 +12,12 @@ from rasa_sdk.types import DomainDict
 from actions import replies
 from actions.common import PhoneSlot, entity_values, first, latest_text, person_of
 from actions.records import queries
+from actions.records.clock import now_local
 from actions.records.models import AppointmentSlot
 from actions.runtime import database
+from actions.slotchoice import WEEKDAYS, SlotWish, position, wish
 
 KINDS = {"accident": "交通事故", "violation": "交通违法"}
-WEEKDAYS = "一二三四五六日"
 RESET = [SlotSet(s, None) for s in ("appointment_kind", "appointment_slot", "offered_slots", "phone")]
 
 
@@ -47,9 +48,24 @@ class ValidateBookRemoteProcessingForm(PhoneSlot, FormValidationAction):
             return {}
         offered = tracker.get_slot("offered_slots") or []
         text = latest_text(tracker)
-        if text.isdigit() and 1 <= int(text) <= len(offered):
-            return {"appointment_slot": offered[int(text) - 1]}
+        when = wish(text, now_local())
+        if when:
+            # A day or a time in words: that slot if it is open; else the ask shows what that day has.
+            async with database().session() as session:
+                matching = await queries.open_slots(session, self.kind(tracker), limit=100, matching=when.matches)
+            place = position(text, len(matching)) if not when.at else 0
+            if matching and place is not None and place < len(matching):
+                chosen = str(matching[place].id)
+                return {"appointment_slot": chosen, "offered_slots": [chosen]}
+            return {"appointment_slot": None}
+        place = position(text, len(offered))
+        if place is not None:
+            return {"appointment_slot": offered[place] if place < len(offered) else "invalid"}
         return {"appointment_slot": "invalid"} if text.isdigit() else {}
+
+    @staticmethod
+    def kind(tracker: Tracker) -> str:
+        return tracker.get_slot("appointment_kind") or "violation"
 
     async def validate_appointment_kind(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                         domain: DomainDict) -> Dict[Text, Any]:
@@ -59,8 +75,12 @@ class ValidateBookRemoteProcessingForm(PhoneSlot, FormValidationAction):
     async def validate_appointment_slot(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                         domain: DomainDict) -> Dict[Text, Any]:
         chosen = first(value)
-        if chosen not in (tracker.get_slot("offered_slots") or []):
-            dispatcher.utter_message(text="请回复列表中的序号选择时段。")
+        if chosen is None:
+            return {"appointment_slot": None}  # a day without a time: the ask shows that day's slots
+        offered = tracker.get_slot("offered_slots") or []
+        if chosen not in offered:
+            dispatcher.utter_message(text=f"请回复列表中的序号（1-{len(offered)}）选择时段，也可以说“最早的”或“明天下午”。"
+                                     if offered else "请重新选择时段。")
             return {"appointment_slot": None}
         return {"appointment_slot": chosen}
 
@@ -74,14 +94,26 @@ class ActionAskAppointmentSlot(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         kind = tracker.get_slot("appointment_kind") or "violation"
+        # Asked again after a reply that named a day or a time: show what that day has. Not when
+        # the form starts: "今天上午出了事故" says when the accident was, not when to call.
+        when = wish(latest_text(tracker), now_local()) if tracker.get_slot("requested_slot") else SlotWish()
+        intro = f"请选择{KINDS[kind]}远程视频处理的时段："
         async with database().session() as session, session.begin():
             await queries.ensure_slots(session)
-            slots = await queries.open_slots(session, kind)
+            slots = await queries.open_slots(session, kind, matching=when.loosened().matches) if when else []
+            if slots:
+                intro = (f"{when.describe()}没有空余名额，" if when.at else "") + \
+                    f"{when.loosened().describe()}可约的{KINDS[kind]}远程视频处理时段如下，请选择："
+            else:
+                if when:
+                    intro = (f"{when.describe()}没有可约的时段（远程处理只在工作日9:00-11:30、14:00-17:00办理，"
+                             f"可约未来7天）。最近可约的时段如下，请选择：")
+                slots = await queries.open_slots(session, kind)
         if not slots:
             dispatcher.utter_message(text="未来7天的远程处理名额已约满，请稍后再试，或拨打122咨询。")
             return [SlotSet("offered_slots", [])]
         dispatcher.utter_message(
-            text=f"请选择{KINDS[kind]}远程视频处理的时段：",
+            text=intro,
             buttons=[{"title": slot_title(s), "payload": f'/inform{{"appointment_slot": "{s.id}"}}'} for s in slots])
         return [SlotSet("offered_slots", [str(s.id) for s in slots])]
 

@@ -41,6 +41,11 @@ def latest_text(tracker: Tracker) -> str:
     return (tracker.latest_message.get("text") or "").strip()
 
 
+def has_words(text: str) -> bool:
+    """Letters, characters or digits, not only emoji and punctuation."""
+    return bool(re.search(r"[^\W_]", text or ""))
+
+
 def latest_intent(tracker: Tracker) -> str:
     return (tracker.latest_message.get("intent") or {}).get("name") or ""
 

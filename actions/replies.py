@@ -145,6 +145,11 @@ def subscribe_there(name: str) -> str:
     return f"{name}提醒需要在{name}里订阅：请在{name}向我们发送“订阅提醒”。也可以选择本渠道、短信或电子邮件。"
 
 
+def channel_not_offered(name: str) -> str:
+    return (f"暂不支持通过{name}发送提醒。提醒可以发到：本渠道、短信或电子邮件；微信、微博私信和Telegram"
+            "也可以在对应账号里发送“订阅提醒”。请回复：1 就用这里，2 短信，3 电子邮件。")
+
+
 def subscribed(name: str, channel: str, address: str | None, has_vehicle: bool) -> str:
     from actions.records.masking import mask_phone
 

@@ -12,7 +12,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import replies
-from actions.common import (answers_the_question, channel_of, entity_values, first, latest_intent,
+from actions.common import (answers_the_question, channel_of, entity_values, first, has_words, latest_intent,
                             latest_text, person_of)
 from actions.records import queries
 from actions.records.clock import now_local
@@ -46,7 +46,7 @@ def typed_answer(tracker: Tracker, slot: str, entity: str, limit: int) -> Dict[T
     text = latest_text(tracker)
     # "路灯不亮" reads as report_facility; inside that report's own form it is the answer.
     own_task = latest_intent(tracker) == (tracker.active_loop_name or "").removesuffix("_form")
-    return {slot: text[:limit]} if text and (own_task or answers_the_question(tracker)) else {}
+    return {slot: text[:limit]} if has_words(text) and (own_task or answers_the_question(tracker)) else {}
 
 
 def in_own_words(tracker: Tracker) -> Dict[Text, Any]:
@@ -126,8 +126,8 @@ class ReportForm:
     async def validate_description(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                    domain: DomainDict) -> Dict[Text, Any]:
         text = (first(value) or "").strip()
-        if len(text) < 2:
-            dispatcher.utter_message(text="请简单描述一下情况。")
+        if len(text) < 2 or not has_words(text):
+            dispatcher.utter_message(text="请用文字简单描述一下情况。")
             return {"description": None}
         return {"description": text[:1000]}
 

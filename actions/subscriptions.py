@@ -10,7 +10,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import replies
-from actions.common import PhoneSlot, channel_of, entity_values, first, latest_intent, latest_text, person_of
+from actions.common import (channel_of, entity_values, first, latest_intent, latest_text, normalised_phone,
+                            person_of)
 from actions.records import queries
 from actions.runtime import database
 
@@ -18,22 +19,20 @@ CHANNEL_NAMES = {"wechat": "微信", "sms": "短信", "weibo": "微博私信", "
 # Said in words rather than recognised as an entity.
 CHANNEL_WORDS = {"微信": "wechat", "短信": "sms", "手机": "sms", "微博": "weibo", "telegram": "telegram",
                  "电报": "telegram", "邮件": "email", "邮箱": "email", "email": "email", "e-mail": "email"}
+# Asked for but not offered: the answer names the channels there are.
+UNSUPPORTED_WORDS = ("qq", "钉钉", "抖音", "飞书", "支付宝", "whatsapp", "facebook", "微信群", "快手")
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-RESET = [SlotSet("alert_channel", None), SlotSet("phone", None), SlotSet("email", None)]
+RESET = [SlotSet("alert_channel", None), SlotSet("alert_address", None)]
 
 
-class ValidateSubscribeForm(PhoneSlot, FormValidationAction):
+class ValidateSubscribeForm(FormValidationAction):
+    """The channel, then where on it: a phone for SMS, an address for e-mail, nothing for here.
+
+    Both are required slots of the domain's form, so that Rasa itself asks for the address again
+    after a question in the middle (a custom required_slots is not consulted then)."""
+
     def name(self) -> Text:
         return "validate_subscribe_form"
-
-    async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher,
-                             tracker: Tracker, domain: DomainDict) -> List[Text]:
-        channel = tracker.get_slot("alert_channel")
-        if channel == "sms" and channel_of(tracker) != "sms":
-            return ["alert_channel", "phone"]
-        if channel == "email":
-            return ["alert_channel", "email"]
-        return ["alert_channel"]
 
     async def extract_alert_channel(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                     domain: DomainDict) -> Dict[Text, Any]:
@@ -48,36 +47,74 @@ class ValidateSubscribeForm(PhoneSlot, FormValidationAction):
                 return {"alert_channel": channel}
         if tracker.get_slot("requested_slot") == "alert_channel" and text in ("1", "2", "3"):
             return {"alert_channel": {"1": channel_of(tracker), "2": "sms", "3": "email"}[text]}
+        if tracker.get_slot("requested_slot") == "alert_channel":
+            named = next((w for w in UNSUPPORTED_WORDS if w in text), None)
+            if named:
+                return {"alert_channel": "unsupported:" + latest_text(tracker)[text.index(named):][:len(named)]}
         return {}
 
-    async def extract_email(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                            domain: DomainDict) -> Dict[Text, Any]:
-        if tracker.get_slot("requested_slot") != "email":
+    async def extract_alert_address(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                    domain: DomainDict) -> Dict[Text, Any]:
+        if tracker.get_slot("requested_slot") != "alert_address":
             return {}
         text = latest_text(tracker)
-        match = EMAIL.search(text)
-        return {"email": match.group() if match else text[:80]} if "@" in text else {}
+        if tracker.get_slot("alert_channel") == "email":
+            match = EMAIL.search(text)
+            return {"alert_address": match.group() if match else text[:80]} if "@" in text else {}
+        return {"alert_address": normalised_phone(text) or text[:20]} if re.search(r"\d", text) else {}
 
     async def validate_alert_channel(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                      domain: DomainDict) -> Dict[Text, Any]:
         current = channel_of(tracker)
         channel = current if first(value) == "here" else first(value)
-        if channel in ("sms", "email") or channel == current:
-            # An address from an earlier message (a scammer's, in a report) is not where alerts go.
-            contact = {"sms": "phone", "email": "email"}.get(channel)
-            stale = {contact: None} if contact and not entity_values(tracker, contact) else {}
-            return {"alert_channel": channel, **stale}
+        if channel == current:
+            # Over SMS itself the sender's number is the one to text; elsewhere the identity is the address.
+            return {"alert_channel": channel, "alert_address": tracker.sender_id}
+        if channel in ("sms", "email"):
+            # Only an address in this very message: one from an earlier message (a scammer's, in a
+            # report) is not where alerts go.
+            given = entity_values(tracker, "phone" if channel == "sms" else "email")
+            if channel == "sms":
+                address = normalised_phone(given[0]) if given else None
+            else:
+                address = given[0] if given and EMAIL.fullmatch(given[0]) else None
+            return {"alert_channel": channel, "alert_address": address}
         if channel in CHANNEL_NAMES:
             dispatcher.utter_message(text=replies.subscribe_there(CHANNEL_NAMES[channel]))
+        elif (channel or "").startswith("unsupported:"):
+            dispatcher.utter_message(text=replies.channel_not_offered(channel.partition(":")[2]))
         return {"alert_channel": None}
 
-    async def validate_email(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
-                             domain: DomainDict) -> Dict[Text, Any]:
-        email = first(value) or ""
-        if not EMAIL.fullmatch(email) or len(email) > 254:
-            dispatcher.utter_message(text="邮箱地址格式不对，请重新输入，例如 name@example.com。")
-            return {"email": None}
-        return {"email": email}
+    async def validate_alert_address(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                     domain: DomainDict) -> Dict[Text, Any]:
+        address = first(value) or ""
+        channel = tracker.get_slot("alert_channel")
+        if channel == "email":
+            if not EMAIL.fullmatch(address) or len(address) > 254:
+                dispatcher.utter_message(text="邮箱地址格式不对，请重新输入，例如 name@example.com。")
+                return {"alert_address": None}
+            return {"alert_address": address}
+        if channel == "sms":
+            phone = normalised_phone(address)
+            if phone is None:
+                dispatcher.utter_message(text="手机号应为11位数字（如 13900001234），请重新输入。")
+            return {"alert_address": phone}
+        return {"alert_address": address or None}
+
+
+class ActionAskAlertAddress(Action):
+    """The address question depends on the channel chosen: a phone number or an e-mail address."""
+
+    def name(self) -> Text:
+        return "action_ask_alert_address"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        if tracker.get_slot("alert_channel") == "email":
+            dispatcher.utter_message(text="请提供接收提醒的邮箱地址。")
+        else:
+            dispatcher.utter_message(text="请提供接收短信的手机号（11位）。")
+        return []
 
 
 class ActionSubscribe(Action):
@@ -86,22 +123,20 @@ class ActionSubscribe(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        channel = tracker.get_slot("alert_channel")
-        if channel not in CHANNEL_NAMES:
+        channel, address = tracker.get_slot("alert_channel"), tracker.get_slot("alert_address")
+        if channel not in CHANNEL_NAMES or not address:
             return RESET
         async with database().session() as session, session.begin():
             person = await person_of(session, tracker)
             if channel == "sms":
-                # Over SMS itself the sender's number is the one to text.
-                phone = tracker.sender_id if channel_of(tracker) == "sms" else tracker.get_slot("phone")
-                person.phone, person.sms_consent = phone, True
-                await queries.mark_identity_blocked(session, "sms", phone, blocked=False)
+                person.phone, person.sms_consent = address, True
+                await queries.mark_identity_blocked(session, "sms", address, blocked=False)
             if channel == "email":
-                person.email = tracker.get_slot("email")
+                person.email = address
             await queries.subscribe(session, person.id, channel)
             vehicles = await queries.bound_vehicles(session, person.id)
-            address = person.phone if channel == "sms" else person.email if channel == "email" else None
-        dispatcher.utter_message(text=replies.subscribed(CHANNEL_NAMES[channel], channel, address, bool(vehicles)))
+        shown = address if channel in ("sms", "email") else None
+        dispatcher.utter_message(text=replies.subscribed(CHANNEL_NAMES[channel], channel, shown, bool(vehicles)))
         return RESET
 
 

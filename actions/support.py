@@ -13,7 +13,7 @@ from actions.records import queries
 from actions.runtime import database
 
 # Every slot a form fills: cancelling forgets them all.
-FORM_SLOTS = ("plate", "vin_suffix", "proof_status", "licence_no", "file_no", "alert_channel", "phone", "email",
+FORM_SLOTS = ("plate", "vin_suffix", "proof_status", "licence_no", "file_no", "alert_channel", "alert_address", "phone",
               "facility_type", "location", "latitude", "longitude", "description", "photo", "photos",
               "photos_done", "violation_type", "report_time", "appointment_kind", "appointment_slot",
               "offered_slots")

@@ -34,8 +34,8 @@ SLOTS = {
   "licence_no": ("text", [ent("licence_no"), custom()]),
   "file_no": ("text", [ent("file_no", ("query_points_form", "bind_licence_form"), "file_no"), custom()]),
   "alert_channel": ("text", [custom()]),
+  "alert_address": ("text", [custom()]),
   "phone": ("text", [ent("phone"), custom()]),
-  "email": ("text", [ent("email"), custom()]),
   "facility_type": ("text", [ent("facility_type")]),
   "location": ("text", [ent("location"), custom()]),
   "latitude": ("text", [ent("latitude")]),
@@ -56,7 +56,7 @@ FORMS = {
   "bind_vehicle_form": ("bind_vehicle", ["plate", "vin_suffix"], "action_bind_vehicle"),
   "query_points_form": ("query_points", ["licence_no", "file_no"], "action_show_points"),
   "bind_licence_form": ("bind_licence", ["licence_no", "file_no"], "action_bind_licence"),
-  "subscribe_form": ("subscribe_alerts", ["alert_channel"], "action_subscribe"),
+  "subscribe_form": ("subscribe_alerts", ["alert_channel", "alert_address"], "action_subscribe"),
   "report_facility_form": ("report_facility", ["facility_type", "location", "description", "photos_done"], "action_submit_facility_report"),
   "report_violation_form": ("report_violation", ["plate", "violation_type", "location", "report_time", "photos_done"], "action_submit_violation_report"),
   "report_misconduct_form": ("report_misconduct", ["description"], "action_submit_misconduct_report"),
@@ -95,8 +95,6 @@ RESPONSES = {
   "utter_ask_bind_licence_form_file_no": [{"text": "请提供驾驶证副页上的12位档案编号。"}],
   "utter_ask_subscribe_form_alert_channel": [{"text": "请问提醒通过哪个渠道发送给您？", "buttons": [
       btn("就用这里", "inform", channel="here"), btn("短信", "inform", channel="sms"), btn("电子邮件", "inform", channel="email")]}],
-  "utter_ask_subscribe_form_phone": [{"text": "请提供接收短信的手机号（11位）。"}],
-  "utter_ask_subscribe_form_email": [{"text": "请提供接收提醒的邮箱地址。"}],
   "utter_ask_report_facility_form_facility_type": [{"text": "请问是哪类设施出了问题？", "buttons": [
       btn("信号灯", "inform", facility_type="signal"), btn("交通标志", "inform", facility_type="sign"),
       btn("道路标线", "inform", facility_type="marking"), btn("护栏", "inform", facility_type="guardrail"),
@@ -124,7 +122,8 @@ RESPONSES.update(FAQ_ANSWERS)
 ACTIONS = ["validate_" + f for f in FORMS] + sorted({v[2] for v in FORMS.values()}) + [
   "action_unbind_vehicle", "action_list_bindings", "action_unsubscribe", "action_report_status",
   "action_report_stats", "action_human_handoff", "action_store_feedback", "action_cancel",
-  "action_forget_forms", "action_ask_appointment_slot", "action_link_account"]
+  "action_forget_forms", "action_ask_appointment_slot", "action_link_account", "action_unclear_in_form",
+  "action_ask_alert_address"]
 
 domain = {
   "version": "3.1",
@@ -156,7 +155,7 @@ for intent, action in SIMPLE:
 rule("cancel with nothing under way", [{"intent": "cancel"}, {"action": "action_cancel"}, {"active_loop": None}])
 
 INTERRUPTIONS = [("faq", "utter_faq"), ("help", "utter_help"), ("greet", "utter_greet"),
-                 ("out_of_scope", "utter_out_of_scope"), ("thank", "utter_thank"), ("nlu_fallback", "utter_default"),
+                 ("out_of_scope", "utter_out_of_scope"), ("thank", "utter_thank"), ("nlu_fallback", "action_unclear_in_form"),
                  ("link_account", "action_link_account")]
 for form, (intent, slots, submit) in FORMS.items():
     rule(f"{form}: start", [{"intent": intent}, {"action": form}, {"active_loop": form}])

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from actions.records.clock import BEIJING
 from actions.records.db import make_sync_engine
-from actions.records.models import (Appointment, ChannelIdentity, Feedback, Handoff, Report, ReportMedia,
-                                    Subscription, Vehicle, VehicleBinding)
+from actions.records.models import (Appointment, AppointmentSlot, ChannelIdentity, Feedback, Handoff, Person,
+                                    Report, ReportMedia, Subscription, Vehicle, VehicleBinding)
 from tests.support.wechat_user import WeChatUser, next_msg_id
 
 pytestmark = pytest.mark.e2e
@@ -122,6 +124,26 @@ def test_subscribe_by_sms_and_unsubscribe(assistant):
     assert "已退订" in talk(user, "退订短信提醒")
     assert query(assistant, select(Subscription).where(Subscription.person_id == pid,
                                                        Subscription.active.is_(True))) == []
+
+
+def test_a_question_while_the_phone_is_asked_for_does_not_lose_it(assistant):
+    user = WeChatUser(assistant.platform)
+    talk(user, "订阅违章提醒")
+    assert "手机号" in talk(user, "短信")
+    detour = talk(user, "罚款怎么交")
+    assert "12123" in detour and "手机号" in detour and "订阅成功" not in detour
+    done = talk(user, "13900004321")
+    assert "订阅成功" in done and "139****4321" in done
+    [(phone,)] = query(assistant, select(Person.phone).where(Person.id == person_id(assistant, user)))
+    assert phone == "13900004321"
+
+
+def test_a_channel_not_offered_is_named_with_those_that_are(assistant):
+    user = WeChatUser(assistant.platform)
+    talk(user, "订阅违章提醒")
+    answer = talk(user, "发我QQ上")
+    assert "暂不支持通过QQ" in answer and "短信" in answer and "电子邮件" in answer
+    assert "订阅成功" in talk(user, "1")
 
 
 def test_subscribe_here_on_wechat(assistant):
@@ -270,6 +292,65 @@ def test_a_phone_written_in_groups_up_front_is_not_asked_for_again(assistant):
     [(kind, phone)] = query(assistant, select(Appointment.kind, Appointment.contact_phone)
                             .where(Appointment.appointment_no == number))
     assert (kind, phone) == ("violation", "13987654321")
+
+
+def offered_slots(offer: str) -> list[str]:
+    """The numbered choices of a slot offer, as shown: "12月07日（周一）09:30-10:00"."""
+    return re.findall(r"回复 \d+：(\d{2}月\d{2}日（周.）\d{2}:\d{2}-\d{2}:\d{2})", offer)
+
+
+def booked_start(assistant, done: str) -> str:
+    number = re.search(r"A\d{12}", done).group()
+    [(starts_at,)] = query(assistant, select(AppointmentSlot.starts_at).join(
+        Appointment, Appointment.slot_id == AppointmentSlot.id).where(Appointment.appointment_no == number))
+    return f"{starts_at:%m月%d日}（周{'一二三四五六日'[starts_at.weekday()]}）{starts_at:%H:%M}"
+
+
+def a_working_day_ahead(days: int) -> date:
+    day = datetime.now(BEIJING).date() + timedelta(days=days)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+def test_a_slot_picked_in_words(assistant):
+    user = WeChatUser(assistant.platform)
+    choices = offered_slots(talk(user, "预约远程处理违章"))
+    assert len(choices) >= 3
+    assert "手机号" in talk(user, "第二个")
+    assert booked_start(assistant, talk(user, "13900005678")) == choices[1][:-6]
+    again = WeChatUser(assistant.platform)
+    choices = offered_slots(talk(again, "预约远程处理违章"))
+    assert "手机号" in talk(again, "要最后一个")
+    assert booked_start(assistant, talk(again, "13900005679")) == choices[-1][:-6]
+
+
+def test_a_day_named_in_words_shows_that_days_slots(assistant):
+    day = a_working_day_ahead(3)
+    user = WeChatUser(assistant.platform)
+    talk(user, "预约远程视频处理事故")
+    offer = talk(user, f"{day.month}月{day.day}日下午")
+    choices = offered_slots(offer)
+    assert choices and all(c.startswith(f"{day:%m月%d日}") and c[-11:-6] >= "14:00" for c in choices), offer
+    assert "手机号" in talk(user, "最后一个")
+    assert booked_start(assistant, talk(user, "13900005678")) == choices[-1][:-6]
+
+
+def test_an_exact_time_in_words_is_booked(assistant):
+    day = a_working_day_ahead(4)
+    user = WeChatUser(assistant.platform)
+    talk(user, "预约远程处理违章")
+    assert "手机号" in talk(user, f"{day.month}月{day.day}号上午十点半")
+    assert booked_start(assistant, talk(user, "13900005678")).endswith("10:30")
+
+
+def test_a_weekend_day_says_why_and_offers_the_nearest(assistant):
+    today = datetime.now(BEIJING).date()
+    saturday = today + timedelta(days=(5 - today.weekday()) % 7 or 7)
+    user = WeChatUser(assistant.platform)
+    talk(user, "预约远程处理违章")
+    offer = talk(user, f"{saturday.month}月{saturday.day}日上午")
+    assert "没有可约的时段" in offer and "工作日" in offer and offered_slots(offer)
 
 
 # -- questions, people, changes of mind ------------------------------------------------------

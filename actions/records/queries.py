@@ -8,7 +8,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -369,11 +369,16 @@ async def ensure_slots(session: AsyncSession, days: int = 7, capacity: int = 3) 
     await session.flush()
 
 
-async def open_slots(session: AsyncSession, kind: str, limit: int = 6) -> list[AppointmentSlot]:
-    return list((await session.execute(select(AppointmentSlot).where(
+async def open_slots(session: AsyncSession, kind: str, limit: int = 6,
+                     matching: Optional[Callable[[datetime], bool]] = None) -> list[AppointmentSlot]:
+    """The earliest slots with places left; with `matching`, only those whose start it accepts."""
+    query = select(AppointmentSlot).where(
         AppointmentSlot.kind == kind, AppointmentSlot.starts_at > now_local(),
-        AppointmentSlot.booked < AppointmentSlot.capacity).order_by(AppointmentSlot.starts_at).limit(limit)
-    )).scalars().all())
+        AppointmentSlot.booked < AppointmentSlot.capacity).order_by(AppointmentSlot.starts_at)
+    if matching is None:
+        return list((await session.execute(query.limit(limit))).scalars().all())
+    # At most a week of half-hour slots: filtering here keeps the wish's calendar rules in one place.
+    return [s for s in (await session.execute(query)).scalars().all() if matching(s.starts_at)][:limit]
 
 
 async def book(session: AsyncSession, *, person_id: int, slot_id: int, kind: str, phone: str) -> Optional[Appointment]:
