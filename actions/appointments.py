@@ -25,6 +25,10 @@ def slot_title(slot: AppointmentSlot) -> str:
     return f"{slot.starts_at:%m月%d日}（周{WEEKDAYS[slot.starts_at.weekday()]}）{slot.starts_at:%H:%M}-{slot.ends_at:%H:%M}"
 
 
+def kind_of(tracker: Tracker) -> str:
+    return tracker.get_slot("appointment_kind") or "violation"
+
+
 class ValidateBookRemoteProcessingForm(PhoneSlot, FormValidationAction):
     def name(self) -> Text:
         return "validate_book_remote_processing_form"
@@ -52,7 +56,7 @@ class ValidateBookRemoteProcessingForm(PhoneSlot, FormValidationAction):
         if when:
             # A day or a time in words: that slot if it is open; else the ask shows what that day has.
             async with database().session() as session:
-                matching = await queries.open_slots(session, self.kind(tracker), limit=100, matching=when.matches)
+                matching = await queries.open_slots(session, kind_of(tracker), limit=100, matching=when.matches)
             place = position(text, len(matching)) if not when.at else 0
             if matching and place is not None and place < len(matching):
                 chosen = str(matching[place].id)
@@ -62,10 +66,6 @@ class ValidateBookRemoteProcessingForm(PhoneSlot, FormValidationAction):
         if place is not None:
             return {"appointment_slot": offered[place] if place < len(offered) else "invalid"}
         return {"appointment_slot": "invalid"} if text.isdigit() else {}
-
-    @staticmethod
-    def kind(tracker: Tracker) -> str:
-        return tracker.get_slot("appointment_kind") or "violation"
 
     async def validate_appointment_kind(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                         domain: DomainDict) -> Dict[Text, Any]:
@@ -93,7 +93,7 @@ class ActionAskAppointmentSlot(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        kind = tracker.get_slot("appointment_kind") or "violation"
+        kind = kind_of(tracker)
         # Asked again after a reply that named a day or a time: show what that day has. Not when
         # the form starts: "今天上午出了事故" says when the accident was, not when to call.
         when = wish(latest_text(tracker), now_local()) if tracker.get_slot("requested_slot") else SlotWish()

@@ -28,10 +28,11 @@ def position(text: str, count: int) -> Optional[int]:
     number past the end; None when it names no place."""
     text = _clean(text)
     m = re.fullmatch(r"(?:我)?(?:选|要|约|就)?(?:第)?" + _N + r"(?:个|号)?(?:时段|吧|的|那个|那个吧)?", text)
-    if m and (text.isdigit() or "第" in text or re.match(r"(?:我)?(?:选|要|约|就)", text)):
-        n = _cn_number(m[1])
-        if n is not None:
-            return n - 1 if 1 <= n <= count else count
+    if not (m and (text.isdigit() or "第" in text or re.match(r"(?:我)?(?:选|要|约|就)", text))):
+        m = re.search(r"第" + _N + r"(?:个|时段)", text)  # "那就第二个呗"
+    n = _cn_number(m[1]) if m else None
+    if n is not None:
+        return n - 1 if 1 <= n <= count else count
     if _LATEST.search(text):
         return count - 1 if count else None
     if _EARLIEST.search(text):

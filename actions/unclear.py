@@ -32,7 +32,7 @@ VALIDATORS: dict[str, type[FormValidationAction]] = {
 # What each question expects, said when a reply to it could not be understood.
 HINTS = {
     "plate": "车牌号由省份简称、字母和5-6位字母数字组成，例如：鲁B12345、鲁BD12345。",
-    "vin_suffix": "请发送车架号（VIN）或发动机号的最后6位，例如：672418。",
+    "vin_suffix": "请发送车架号（VIN）或发动机号的最后6位，例如：672418；车架号印在行驶证上，也能在前挡风玻璃左下角看到。",
     "licence_no": "驾驶证号就是18位身份证号码，例如：370202199001011234。",
     "file_no": "档案编号是驾驶证副页上的12位数字。",
     "alert_channel": "可回复：1 就用这里，2 短信，3 电子邮件。",

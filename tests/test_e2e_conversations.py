@@ -7,6 +7,7 @@ import time
 from datetime import date, datetime, timedelta
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from actions.records.clock import BEIJING
@@ -426,3 +427,41 @@ def test_vin_suffix_of_the_wrong_length(assistant, proof):
     user = WeChatUser(assistant.platform)
     talk(user, "查一下鲁B12345的违章")
     assert "应为6个字母或数字" in talk(user, proof)
+
+
+# -- a reply the model could not place, in the middle of a form ------------------------------
+# Which messages fall below the fallback threshold is the model's business; the action that the
+# rules run for them is called here as Rasa calls it, over HTTP on the real action server.
+
+def unclear_reply(assistant, form: str, requested: str, text: str, **slots) -> tuple[list, list]:
+    from rasa.shared.core.domain import Domain
+
+    parse = {"text": text, "intent": {"name": "nlu_fallback", "confidence": 0.2}, "entities": []}
+    tracker = {"sender_id": f"unclear-{next_msg_id()}", "slots": {"requested_slot": requested, **slots},
+               "latest_message": parse, "latest_input_channel": "wechat", "active_loop": {"name": form},
+               "events": [{"event": "user", "text": text, "parse_data": parse, "input_channel": "wechat"}]}
+    body = {"next_action": "action_unclear_in_form", "sender_id": tracker["sender_id"], "tracker": tracker,
+            "domain": Domain.load("domain.yml").as_dict(), "version": "3.6.21"}
+    res = requests.post(f"{assistant.stack.config.actions_url}/webhook", json=body, timeout=30)
+    assert res.status_code == 200, res.text
+    answer = res.json()
+    return ([(e["name"], e["value"]) for e in answer["events"] if e["event"] == "slot"],
+            [r.get("text") or "" for r in answer["responses"]])
+
+
+def test_an_unclear_reply_that_answers_the_question_is_taken(assistant):
+    slots, said = unclear_reply(assistant, "subscribe_form", "alert_address", "我的号 139 0000 4321 吧",
+                                alert_channel="sms")
+    assert ("alert_address", "13900004321") in slots and said == []
+    slots, said = unclear_reply(assistant, "book_remote_processing_form", "appointment_slot", "那就第二个呗",
+                                appointment_kind="violation", offered_slots=["11", "12", "13"])
+    assert ("appointment_slot", "12") in slots and said == []
+
+
+def test_an_unclear_reply_that_answers_nothing_is_told_what_is_asked(assistant):
+    slots, said = unclear_reply(assistant, "subscribe_form", "alert_address", "就那个嘛", alert_channel="sms")
+    assert not [v for k, v in slots if k == "alert_address" and v] and "11位手机号" in " ".join(said)
+    slots, said = unclear_reply(assistant, "report_misconduct_form", "description", "😀😀")
+    assert not [v for k, v in slots if k == "description" and v] and "文字" in " ".join(said)
+    _, said = unclear_reply(assistant, "query_violations_form", "vin_suffix", "就那个嘛", plate="鲁B12345")
+    assert "后6位" in " ".join(said) and "行驶证" in " ".join(said)
