@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Text
+
+import yaml
 
 from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import EventType, SlotSet
@@ -31,11 +35,22 @@ RESET = [SlotSet(name, None) for name in REPORT_SLOTS]
 MAX_AGE = timedelta(days=7)
 
 
+@lru_cache(maxsize=1)
+def kind_words() -> tuple[tuple[str, str], ...]:
+    """(words, kind) pairs of the training data's synonyms, longest words first."""
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "data" / "nlu" / "lookups.yml").read_text("utf-8"))
+    pairs = [(line.strip()[2:].strip(), item["synonym"]) for item in data.get("nlu", []) if "synonym" in item
+             for line in item["examples"].splitlines() if line.strip().startswith("- ")]
+    return tuple(sorted(pairs, key=lambda pair: -len(pair[0])))
+
+
 def kind_or_own_words(tracker: Tracker, slot: str, value: Any, kinds: tuple) -> Dict[Text, Any]:
     """The first named kind among the model's values (it may tag a stray word beside it); else
     "other", with the reporter's own words kept as the description."""
     values = value if isinstance(value, list) else [value]
-    named = [v for v in values if v in kinds and v != "other"]
+    # The model may tag a longer span than a synonym ("占了应急车道"): the synonym inside it names the kind.
+    named = [v if v in kinds else next((k for w, k in kind_words() if w in str(v)), None) for v in values]
+    named = [v for v in named if v in kinds and v != "other"]
     return {slot: named[0]} if named else {slot: "other", **in_own_words(tracker)}
 
 

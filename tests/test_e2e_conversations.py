@@ -218,7 +218,7 @@ def test_report_a_violation_needs_evidence(assistant):
 
 
 @pytest.mark.parametrize("answer, vtype, description", [
-    ("占了应急车道", "emergency_lane", None),        # the model tags a stray 占 too; the named kind wins
+    ("占了应急车道", "emergency_lane", None),        # a stray tag, or a span around the synonym: the kind wins
     ("车停在消防通道上", "other", "车停在消防通道上"),  # no named kind: "other", in the reporter's words
     ("超速了", "other", "超速了"),
     ("一直在那儿堵着别人出不去", "other", "一直在那儿堵着别人出不去"),  # nothing tagged: still an answer
