@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Optional
 
 from actions.records.plates import to_halfwidth
-from actions.timeparse import _N, _cn_number
+from actions.timeparse import _N, _cn_number, clock_time
 
 WEEKDAYS = "一二三四五六日"
 _WEEKDAY_INDEX = {**{c: i for i, c in enumerate(WEEKDAYS)}, "天": 6, "七": 6}
@@ -102,16 +102,9 @@ def wish(text: str, now: datetime) -> SlotWish:
     text = _clean(text)
     day = _day(text, now.date())
     period, hours = next(((word, span) for word, span in _PERIODS if word in text), ("", None))
-    at = None
-    m = re.search(r"(\d{1,2}):(\d{2})", text)
-    if m:
-        at = (int(m[1]), int(m[2]))
-    else:
-        m = re.search(_N + r"[点时](半|" + _N + r"分?)?", text)
-        if m and _cn_number(m[1]) is not None:
-            at = (_cn_number(m[1]), 30 if m[2] == "半" else (_cn_number(m[3]) or 0) if m[3] else 0)
+    at = clock_time(text)
     if at is not None:
-        hour, minute = at
+        hour, minute = at[0], at[1] or 0
         # Nobody books a video call at 3 in the night: 1-7 o'clock without a part of the day is afternoon.
         if hour < 12 and (hours and hours[0] >= 12 or (not hours and 1 <= hour <= 7)):
             hour += 12

@@ -28,6 +28,17 @@ _PERIODS = {"凌晨": 0, "早上": 0, "早晨": 0, "上午": 0, "中午": 12, "�
             "今晚": 12, "昨晚": 12}
 
 
+def clock_time(text: str) -> Optional[tuple[int, Optional[int]]]:
+    """The hour and minute as written: 14:30, 三点半, 10点20分; the minute is None when unreadable."""
+    m = re.search(r"(\d{1,2})[:：](\d{2})", text)
+    if m:
+        return int(m[1]), int(m[2])
+    m = re.search(_N + r"[点时](半|" + _N + r"分?)?", text)
+    if not m or _cn_number(m[1]) is None:
+        return None
+    return _cn_number(m[1]), 30 if m[2] == "半" else (_cn_number(m[3]) if m[3] else 0)
+
+
 def parse_when(text: str, now: datetime) -> Optional[datetime]:
     text = to_halfwidth(text or "").replace(" ", "")
     if not text:
@@ -52,15 +63,7 @@ def parse_when(text: str, now: datetime) -> Optional[datetime]:
         if word in text:
             day = (now - timedelta(days=back)).replace(hour=0, minute=0, second=0)
             break
-    hour = minute = None
-    m = re.search(r"(\d{1,2})[:：](\d{2})", text)
-    if m:
-        hour, minute = int(m[1]), int(m[2])
-    else:
-        m = re.search(_N + r"[点时](半|" + _N + r"分?)?", text)
-        if m:
-            hour = _cn_number(m[1])
-            minute = 30 if m[2] == "半" else (_cn_number(m[3]) if m[3] else 0)
+    hour, minute = clock_time(text) or (None, None)
     if hour is not None:
         shift = next((v for k, v in _PERIODS.items() if k in text), 0)
         if shift and hour < 12:
