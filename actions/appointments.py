@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
+from sqlalchemy import select
 
 from actions import replies
 from actions.common import PhoneSlot, entity_values, first, latest_text, person_of
@@ -29,9 +31,25 @@ def kind_of(tracker: Tracker) -> str:
     return tracker.get_slot("appointment_kind") or "violation"
 
 
+async def wish_of(session, tracker: Tracker) -> SlotWish:
+    """When the latest reply wants the appointment; "later" is read against the slots just offered."""
+    when = wish(latest_text(tracker), now_local())
+    if not when.later:
+        return when
+    ids = [int(i) for i in tracker.get_slot("offered_slots") or [] if str(i).isdigit()]
+    starts = (await session.execute(select(AppointmentSlot.starts_at).where(AppointmentSlot.id.in_(ids)))
+              ).scalars().all() if ids else []
+    return when.later_than(list(starts)) if starts else replace(when, later=False)
+
+
 class ValidateBookRemoteProcessingForm(PhoneSlot, FormValidationAction):
     def name(self) -> Text:
         return "validate_book_remote_processing_form"
+
+    @staticmethod
+    def understands(tracker: Tracker) -> bool:
+        """A day, a time or "later" for the slot: the question comes again with the slots that fit."""
+        return tracker.get_slot("requested_slot") == "appointment_slot" and bool(wish(latest_text(tracker), now_local()))
 
     async def extract_appointment_kind(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                        domain: DomainDict) -> Dict[Text, Any]:
@@ -52,11 +70,12 @@ class ValidateBookRemoteProcessingForm(PhoneSlot, FormValidationAction):
             return {}
         offered = tracker.get_slot("offered_slots") or []
         text = latest_text(tracker)
-        when = wish(text, now_local())
-        if when:
+        async with database().session() as session:
+            when = await wish_of(session, tracker)
             # A day or a time in words: that slot if it is open; else the ask shows what that day has.
-            async with database().session() as session:
-                matching = await queries.open_slots(session, kind_of(tracker), limit=100, matching=when.matches)
+            matching = await queries.open_slots(session, kind_of(tracker), limit=100, matching=when.matches) \
+                if when else []
+        if when:
             place = position(text, len(matching)) if not when.at else 0
             if matching and place is not None and place < len(matching):
                 chosen = str(matching[place].id)
@@ -94,16 +113,21 @@ class ActionAskAppointmentSlot(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         kind = kind_of(tracker)
-        # Asked again after a reply that named a day or a time: show what that day has. Not when
-        # the form starts: "今天上午出了事故" says when the accident was, not when to call.
-        when = wish(latest_text(tracker), now_local()) if tracker.get_slot("requested_slot") else SlotWish()
+        # Asked again after a reply that named a day or a time: show what that day has; after "later",
+        # the next ones. Not when the form starts: "今天上午出了事故" says when the accident was.
         intro = f"请选择{KINDS[kind]}远程视频处理的时段："
         async with database().session() as session, session.begin():
             await queries.ensure_slots(session)
+            when = await wish_of(session, tracker) if tracker.get_slot("requested_slot") else SlotWish()
             slots = await queries.open_slots(session, kind, matching=when.loosened().matches) if when else []
-            if slots:
+            if slots and when.after:
+                intro = f"更晚一些的{when.loosened().describe()}{KINDS[kind]}远程视频处理时段如下，请选择："
+            elif slots:
                 intro = (f"{when.describe()}没有空余名额，" if when.at else "") + \
                     f"{when.loosened().describe()}可约的{KINDS[kind]}远程视频处理时段如下，请选择："
+            elif when.later:
+                intro = "之后没有更多可约的时段了（可约未来7天）。最近可约的时段如下，请选择："
+                slots = await queries.open_slots(session, kind)
             else:
                 if when:
                     intro = (f"{when.describe()}没有可约的时段（远程处理只在工作日9:00-11:30、14:00-17:00办理，"

@@ -46,6 +46,16 @@ def has_words(text: str) -> bool:
     return bool(re.search(r"[^\W_]", text or ""))
 
 
+# Words that say nothing about what or where: "就那个嘛", "你懂的", "不知道", "就在这儿".
+_FILLER = re.compile(r"你懂的|懂的|不知道|不清楚|说不清|不好说|没什么|不记得|忘了|反正|随便|就是|那个|这个|那些|这些|"
+                     r"这里|那里|这儿|那儿|这边|那边|什么|[就在嘛吧呢啊呀哦噢额呃嗯唉哎的吗]|[\W_]")
+
+
+def vague(text: str) -> bool:
+    """Fewer than two characters of content once the filler words are gone."""
+    return len(_FILLER.sub("", text or "")) < 2
+
+
 def latest_intent(tracker: Tracker) -> str:
     return (tracker.latest_message.get("intent") or {}).get("name") or ""
 

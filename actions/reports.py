@@ -17,7 +17,7 @@ from rasa_sdk.types import DomainDict
 
 from actions import replies
 from actions.common import (answers_the_question, channel_of, entity_values, first, has_words, latest_intent,
-                            latest_text, person_of)
+                            latest_text, person_of, vague)
 from actions.records import queries
 from actions.records.clock import now_local
 from actions.records.plates import parse_plate
@@ -59,9 +59,13 @@ def typed_answer(tracker: Tracker, slot: str, entity: str, limit: int) -> Dict[T
     if entity_values(tracker, entity) or tracker.get_slot("requested_slot") != slot:
         return {}
     text = latest_text(tracker)
-    # "路灯不亮" reads as report_facility; inside that report's own form it is the answer.
+    return {slot: text[:limit]} if has_words(text) and answers_this_report(tracker) else {}
+
+
+def answers_this_report(tracker: Tracker) -> bool:
+    """"路灯不亮" reads as report_facility; inside that report's own form it is the answer."""
     own_task = latest_intent(tracker) == (tracker.active_loop_name or "").removesuffix("_form")
-    return {slot: text[:limit]} if has_words(text) and (own_task or answers_the_question(tracker)) else {}
+    return own_task or answers_the_question(tracker)
 
 
 def in_own_words(tracker: Tracker) -> Dict[Text, Any]:
@@ -79,6 +83,7 @@ class ReportForm:
     and photos."""
 
     photos_required = False
+    description_example = "例如：红灯不亮、标志牌被树枝遮挡。"
 
     async def extract_location(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                domain: DomainDict) -> Dict[Text, Any]:
@@ -90,7 +95,7 @@ class ReportForm:
         text = latest_text(tracker)
         if requested is None and latest_intent(tracker).startswith("report_") and len(text) >= 8:
             return {"description": text[:1000]}  # the report itself says what is wrong
-        if requested == "description" and text and answers_the_question(tracker):
+        if requested == "description" and text and answers_this_report(tracker):
             return {"description": text[:1000]}
         return {}
 
@@ -133,7 +138,7 @@ class ReportForm:
     async def validate_location(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                 domain: DomainDict) -> Dict[Text, Any]:
         location = (first(value) or "").strip()
-        if len(location) < 2 or not re.search(r"[\u4e00-\u9fffA-Za-z]", location):
+        if len(location) < 2 or not re.search(r"[\u4e00-\u9fffA-Za-z]", location) or vague(location):
             dispatcher.utter_message(text="请说明具体位置，例如“香港中路与山东路路口”，或直接发送微信位置。")
             return {"location": None}
         return {"location": location[:200]}
@@ -143,6 +148,9 @@ class ReportForm:
         text = (first(value) or "").strip()
         if len(text) < 2 or not has_words(text):
             dispatcher.utter_message(text="请用文字简单描述一下情况。")
+            return {"description": None}
+        if vague(text):
+            dispatcher.utter_message(text="请说得具体一些。" + self.description_example)
             return {"description": None}
         return {"description": text[:1000]}
 
@@ -218,6 +226,7 @@ class ValidateReportViolationForm(ReportForm, FormValidationAction):
 
 
 class ValidateReportMisconductForm(ReportForm, FormValidationAction):
+    description_example = "什么人、在哪里、怎么收费或承诺了什么，知道多少说多少。"
     def name(self) -> Text:
         return "validate_report_misconduct_form"
 

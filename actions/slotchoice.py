@@ -1,9 +1,9 @@
 """Which appointment slot a reply picks, as people say it: 2, 第二个, 最后一个, 最早的, 明天下午,
-周三上午10点, 12月8日14:30."""
+周三上午10点, 12月8日14:30, 有没有晚一点的."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Optional
 
@@ -17,6 +17,9 @@ _PERIODS = [("上午", (0, 12)), ("早上", (0, 12)), ("早晨", (0, 12)), ("明
             ("下午", (12, 18)), ("傍晚", (17, 24)), ("晚上", (17, 24))]
 _EARLIEST = re.compile(r"最早|越早越好|越快越好|尽快|最近的|第一个|随便|都行|都可以|哪个都")
 _LATEST = re.compile(r"最后|最晚|最迟")
+# Later than the slots offered: the next ones, as turning a page.
+_LATER = re.compile(r"靠后|往后|后面的|晚[一点些]|再晚|更晚|推迟|不要太早|别太早|太早了|其他时间|别的时间|换个时间|"
+                    r"还有别的|还有其他|有没有别的|更多")
 
 
 def _clean(text: str) -> str:
@@ -47,18 +50,25 @@ class SlotWish:
     hours: Optional[tuple[int, int]] = None
     at: Optional[tuple[int, int]] = None
     period: str = ""
+    later: bool = False  # later than what was offered
+    after: Optional[datetime] = None  # what "later" means, once the offered slots are known
 
     def __bool__(self) -> bool:
-        return bool(self.day or self.hours or self.at)
+        return bool(self.day or self.hours or self.at or self.later)
 
     def matches(self, starts_at: datetime) -> bool:
         return ((self.day is None or starts_at.date() == self.day)
                 and (self.hours is None or self.hours[0] <= starts_at.hour < self.hours[1])
-                and (self.at is None or (starts_at.hour, starts_at.minute) == self.at))
+                and (self.at is None or (starts_at.hour, starts_at.minute) == self.at)
+                and (self.after is None or starts_at > self.after))
+
+    def later_than(self, offered: list[datetime]) -> "SlotWish":
+        """"Later" read against the slots offered: after the last of them."""
+        return replace(self, after=max(offered)) if self.later and offered else self
 
     def loosened(self) -> "SlotWish":
         """The same day and part of the day, without the exact time."""
-        return SlotWish(self.day, self.hours, None, self.period)
+        return replace(self, at=None)
 
     def describe(self) -> str:
         parts = []
@@ -102,11 +112,12 @@ def wish(text: str, now: datetime) -> SlotWish:
     text = _clean(text)
     day = _day(text, now.date())
     period, hours = next(((word, span) for word, span in _PERIODS if word in text), ("", None))
-    at = clock_time(text)
+    at = clock_time(re.sub(r"[早晚]一点", "", text))  # "晚一点" is later, not one o'clock
     if at is not None:
         hour, minute = at[0], at[1] or 0
         # Nobody books a video call at 3 in the night: 1-7 o'clock without a part of the day is afternoon.
         if hour < 12 and (hours and hours[0] >= 12 or (not hours and 1 <= hour <= 7)):
             hour += 12
         at = (hour, minute) if hour <= 23 and minute <= 59 else None
-    return SlotWish(day, hours, at, period)
+    later = not (day or at) and bool(_LATER.search(text))
+    return SlotWish(day, hours, at, period, later)

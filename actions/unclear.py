@@ -1,9 +1,12 @@
-"""A reply the model could not place (nlu_fallback) while a form is asking something.
+"""A reply that is not plainly an answer or a request: one the model could not place (nlu_fallback),
+a yes or no, or, while a form is asking something, one it read as out of scope.
+
+With nothing being asked, a yes or no the model is unsure of ("😀😀", "嗯哼") is not taken as a yes.
 
 Rasa does not validate a form's slots after another action has run in the turn, so without this the
-reply would be dropped: "第二个" when asked for a time slot, a description in unusual words. The
-form's own validation action gets the reply first; only when it takes nothing is the user told
-what the question expects.
+reply would be dropped: "第二个" or "挑个靠后的" when asked for a time slot, "好了" when asked for photos,
+a description in unusual words. The form's own validation action gets the reply first; only when it
+takes nothing is the user told what the question expects.
 """
 from __future__ import annotations
 
@@ -49,23 +52,39 @@ HINTS = {
 }
 
 
-class ActionUnclearInForm(Action):
+# Said when nothing is being asked, by what the reply was read as.
+PLAIN_REPLY = {"affirm": "utter_ok", "deny": "utter_ok", "out_of_scope": "utter_out_of_scope"}
+SURE = 0.7  # below this, a yes or a no is as unclear as a fallback ("嗯哼", "~~~")
+
+
+class ActionUnclearReply(Action):
     def name(self) -> Text:
-        return "action_unclear_in_form"
+        return "action_unclear_reply"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
+        intent = tracker.latest_message.get("intent") or {}
+        read_as, sure = intent.get("name"), (intent.get("confidence") or 0) >= SURE
         validator = VALIDATORS.get((tracker.active_loop or {}).get("name"))
         requested = tracker.get_slot("requested_slot")
         if validator is None or requested is None:
-            dispatcher.utter_message(response="utter_default")
+            dispatcher.utter_message(response=PLAIN_REPLY.get(read_as, "utter_default") if sure else "utter_default")
             return []
         said = len(dispatcher.messages)
         events = await validator().run(dispatcher, tracker, domain)
         answered = any(e.get("event") == "slot" and e.get("name") == requested and e.get("value") is not None
-                       for e in events)
-        if not answered and len(dispatcher.messages) == said:
+                       for e in events) \
+            or getattr(validator, "understands", lambda _: False)(tracker)
+        if answered or len(dispatcher.messages) != said:
+            return events
+        if read_as == "out_of_scope":
+            dispatcher.utter_message(response="utter_out_of_scope")
+        elif read_as == "affirm" and sure:
+            pass  # "好的": the form asks its question again
+        else:
             if requested == "alert_address":  # where alerts go: a phone for SMS, else an e-mail address
                 requested = "email" if tracker.get_slot("alert_channel") == "email" else "phone"
-            dispatcher.utter_message(text="抱歉，没有看懂这条回复。" + HINTS.get(requested, ""))
+            lead = "" if read_as == "deny" and sure else "抱歉，没有看懂这条回复。"
+            tail = "如不再办理，请回复“取消”。" if read_as == "deny" else ""
+            dispatcher.utter_message(text=lead + HINTS.get(requested, "") + tail)
         return events

@@ -122,7 +122,7 @@ RESPONSES.update(FAQ_ANSWERS)
 ACTIONS = ["validate_" + f for f in FORMS] + sorted({v[2] for v in FORMS.values()}) + [
   "action_unbind_vehicle", "action_list_bindings", "action_unsubscribe", "action_report_status",
   "action_report_stats", "action_human_handoff", "action_store_feedback", "action_cancel",
-  "action_forget_forms", "action_ask_appointment_slot", "action_link_account", "action_unclear_in_form",
+  "action_forget_forms", "action_ask_appointment_slot", "action_link_account", "action_unclear_reply",
   "action_ask_alert_address"]
 
 domain = {
@@ -145,7 +145,7 @@ def rule(name, steps, condition=None):
 
 SIMPLE = [("greet", "utter_greet"), ("goodbye", "utter_goodbye"), ("thank", "utter_thank"), ("help", "utter_help"),
           ("out_of_scope", "utter_out_of_scope"), ("nlu_fallback", "utter_default"), ("faq", "utter_faq"),
-          ("affirm", "utter_ok"), ("deny", "utter_ok"), ("inform", "utter_default"),
+          ("affirm", "action_unclear_reply"), ("deny", "action_unclear_reply"), ("inform", "utter_default"),
           ("human_handoff", "action_human_handoff"), ("feedback_suggestion", "action_store_feedback"),
           ("list_bindings", "action_list_bindings"), ("unbind_vehicle", "action_unbind_vehicle"),
           ("unsubscribe_alerts", "action_unsubscribe"), ("query_report_status", "action_report_status"),
@@ -154,9 +154,11 @@ for intent, action in SIMPLE:
     rule(f"{intent}: {action}", [{"intent": intent}, {"action": action}])
 rule("cancel with nothing under way", [{"intent": "cancel"}, {"action": "action_cancel"}, {"active_loop": None}])
 
-INTERRUPTIONS = [("faq", "utter_faq"), ("help", "utter_help"), ("greet", "utter_greet"),
-                 ("out_of_scope", "utter_out_of_scope"), ("thank", "utter_thank"), ("nlu_fallback", "action_unclear_in_form"),
-                 ("link_account", "action_link_account")]
+# A reply that may still answer the question (a yes or no, one the model could not place or read as out
+# of scope: "好了", "挑个靠后的") goes to the form's validation first, by action_unclear_reply.
+INTERRUPTIONS = [("faq", "utter_faq"), ("help", "utter_help"), ("greet", "utter_greet"), ("thank", "utter_thank"),
+                 ("link_account", "action_link_account")] + [
+                 (intent, "action_unclear_reply") for intent in ("nlu_fallback", "affirm", "deny", "out_of_scope")]
 for form, (intent, slots, submit) in FORMS.items():
     rule(f"{form}: start", [{"intent": intent}, {"action": form}, {"active_loop": form}])
     rule(f"{form}: submit", [{"action": form}, {"active_loop": None}, {"slot_was_set": [{"requested_slot": None}]},

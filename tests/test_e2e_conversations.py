@@ -236,6 +236,21 @@ def test_violation_kind_in_free_words(assistant, answer, vtype, description):
     assert (stored_type, stored_description) == (vtype, description)
 
 
+def test_a_vague_answer_is_asked_to_say_more(assistant):
+    user = WeChatUser(assistant.platform)
+    talk(user, "我要举报黄牛")
+    assert "具体" in talk(user, "就那个嘛")
+    number = re.search(r"R\d{12}", talk(user, "车管所门口有人收500块说驾考包过")).group()
+    assert query(assistant, select(Report.description).where(Report.report_no == number)) == \
+        [("车管所门口有人收500块说驾考包过",)]
+    talk(user, "报修信号灯")
+    asked = talk(user, "不知道")                  # where it is: not an answer
+    assert "具体位置" in asked or "位置" in asked
+    assert "照片" in talk(user, "香港中路与山东路路口", "红灯不亮")
+    number = re.search(r"R\d{12}", talk(user, "好了")).group()
+    assert query(assistant, select(Report.location).where(Report.report_no == number)) == [("香港中路与山东路路口",)]
+
+
 def test_report_status_and_statistics_are_private(assistant):
     user = WeChatUser(assistant.platform)
     done = talk(user, "车管所门口有黄牛，说交钱驾考包过")
@@ -342,6 +357,25 @@ def test_an_exact_time_in_words_is_booked(assistant):
     assert booked_start(assistant, talk(user, "13900005678")).endswith("10:30")
 
 
+def slot_order(choice: str) -> tuple:
+    """A shown slot as a sortable key; a January day offered in December comes after it."""
+    month, day, clock = re.match(r"(\d{2})月(\d{2})日（周.）(\d{2}:\d{2})", choice).groups()
+    ahead = int(month) < datetime.now(BEIJING).month
+    return (ahead, int(month), int(day), clock)
+
+
+@pytest.mark.parametrize("answer", ["挑个靠后的", "有没有晚一点的", "不要太早的"])
+def test_later_slots_on_asking_for_them(assistant, answer):
+    user = WeChatUser(assistant.platform)
+    first = offered_slots(talk(user, "预约远程处理违章"))
+    offer = talk(user, answer)
+    later = offered_slots(offer)
+    assert later and min(map(slot_order, later)) > max(map(slot_order, first)), offer
+    assert "没有看懂" not in offer and "服务范围" not in offer
+    assert "手机号" in talk(user, "第一个")
+    assert booked_start(assistant, talk(user, "13900005678")) == later[0][:-6]
+
+
 def test_a_weekend_day_says_why_and_offers_the_nearest(assistant):
     today = datetime.now(BEIJING).date()
     saturday = today + timedelta(days=(5 - today.weekday()) % 7 or 7)
@@ -426,18 +460,19 @@ def test_vin_suffix_of_the_wrong_length(assistant, proof):
     assert "应为6个字母或数字" in talk(user, proof)
 
 
-# -- a reply the model could not place, in the middle of a form ------------------------------
-# Which messages fall below the fallback threshold is the model's business; the action that the
-# rules run for them is called here as Rasa calls it, over HTTP on the real action server.
+# -- a reply that is not plainly an answer: unplaced, a yes or no, out of scope ---------------
+# Which intent a message gets is the model's business; the action that the rules run for these
+# is called here as Rasa calls it, over HTTP on the real action server.
 
-def unclear_reply(assistant, form: str, requested: str, text: str, **slots) -> tuple[list, list]:
+def unclear_reply(assistant, form: str, requested: str, text: str, read_as=("nlu_fallback", 0.2),
+                  **slots) -> tuple[list, list]:
     from rasa.shared.core.domain import Domain
 
-    parse = {"text": text, "intent": {"name": "nlu_fallback", "confidence": 0.2}, "entities": []}
+    parse = {"text": text, "intent": {"name": read_as[0], "confidence": read_as[1]}, "entities": []}
     tracker = {"sender_id": f"unclear-{next_msg_id()}", "slots": {"requested_slot": requested, **slots},
-               "latest_message": parse, "latest_input_channel": "wechat", "active_loop": {"name": form},
+               "latest_message": parse, "latest_input_channel": "wechat", "active_loop": {"name": form} if form else {},
                "events": [{"event": "user", "text": text, "parse_data": parse, "input_channel": "wechat"}]}
-    body = {"next_action": "action_unclear_in_form", "sender_id": tracker["sender_id"], "tracker": tracker,
+    body = {"next_action": "action_unclear_reply", "sender_id": tracker["sender_id"], "tracker": tracker,
             "domain": Domain.load("domain.yml").as_dict(), "version": "3.6.21"}
     res = requests.post(f"{assistant.stack.config.actions_url}/webhook", json=body, timeout=30)
     assert res.status_code == 200, res.text
@@ -462,3 +497,31 @@ def test_an_unclear_reply_that_answers_nothing_is_told_what_is_asked(assistant):
     assert not [v for k, v in slots if k == "description" and v] and "文字" in " ".join(said)
     _, said = unclear_reply(assistant, "query_violations_form", "vin_suffix", "就那个嘛", plate="鲁B12345")
     assert "后6位" in " ".join(said) and "行驶证" in " ".join(said)
+
+
+def test_a_yes_or_no_in_the_middle_of_a_form(assistant):
+    slots, said = unclear_reply(assistant, "report_facility_form", "photos_done", "好了", ("affirm", 0.95),
+                                facility_type="signal", location="香港中路", description="红灯不亮")
+    assert ("photos_done", True) in slots and said == []
+    _, said = unclear_reply(assistant, "query_violations_form", "plate", "好的", ("affirm", 0.95))
+    assert said == []                                     # the form asks again, nothing more
+    _, said = unclear_reply(assistant, "query_violations_form", "vin_suffix", "不知道", ("deny", 0.9),
+                            plate="鲁B12345")
+    assert "行驶证" in said[0] and "取消" in said[0] and "没有看懂" not in said[0]
+    _, said = unclear_reply(assistant, "query_violations_form", "plate", "嗯哼", ("affirm", 0.5))
+    assert "没有看懂" in said[0] and "鲁B12345" in said[0]
+
+
+def test_out_of_scope_in_the_middle_of_a_form(assistant):
+    _, said = unclear_reply(assistant, "bind_vehicle_form", "plate", "股票怎么样", ("out_of_scope", 0.9))
+    assert "不在我的服务范围内" in said[0]
+    _, said = unclear_reply(assistant, "book_remote_processing_form", "appointment_slot", "挑个靠后的",
+                            ("out_of_scope", 0.8), appointment_kind="violation", offered_slots=["1", "2"])
+    assert said == []                                     # the slots after those are offered next
+
+
+def test_a_yes_the_model_is_unsure_of_with_nothing_asked(assistant):
+    _, said = unclear_reply(assistant, None, None, "嗯哼", ("affirm", 0.5))
+    assert "没有理解" in said[0]
+    _, said = unclear_reply(assistant, None, None, "好的", ("affirm", 0.95))
+    assert "还有什么可以帮您" in said[0]

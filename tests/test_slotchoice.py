@@ -50,3 +50,18 @@ def test_a_wish_matches_the_slots_it_names():
     assert not tuesday_afternoon.matches(datetime(2026, 12, 9, 14, 30))
     assert wish("周二下午3点", NOW).matches(datetime(2026, 12, 8, 15, 0))
     assert tuesday_afternoon.describe() == "12月08日（周二）下午"
+
+
+@pytest.mark.parametrize("text", ["挑个靠后的", "有没有晚一点的", "不要太早的", "还有别的时间吗", "再晚些", "往后的呢"])
+def test_later_than_offered(text):
+    later = wish(text, NOW)
+    assert later and later.later and later.day is None
+    offered = [datetime(2026, 12, 7, 9, 0), datetime(2026, 12, 7, 10, 30)]
+    paged = later.later_than(offered)
+    assert not paged.matches(datetime(2026, 12, 7, 10, 30)) and paged.matches(datetime(2026, 12, 7, 11, 0))
+
+
+def test_a_day_or_the_evening_is_not_later():
+    assert not wish("明天晚一点", NOW).later          # the day says when
+    assert wish("晚上", NOW) == SlotWish(None, (17, 24), None, "晚上")
+    assert wish("好的", NOW).later_than([datetime(2026, 12, 7, 9, 0)]) == wish("好的", NOW)
