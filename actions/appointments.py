@@ -10,6 +10,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions import replies
 from actions.common import PhoneSlot, entity_values, first, latest_text, person_of
@@ -31,7 +32,7 @@ def kind_of(tracker: Tracker) -> str:
     return tracker.get_slot("appointment_kind") or "violation"
 
 
-async def wish_of(session, tracker: Tracker) -> SlotWish:
+async def wish_of(session: AsyncSession, tracker: Tracker) -> SlotWish:
     """When the latest reply wants the appointment; "later" is read against the slots just offered."""
     when = wish(latest_text(tracker), now_local())
     if not when.later:

@@ -227,6 +227,7 @@ class ValidateReportViolationForm(ReportForm, FormValidationAction):
 
 class ValidateReportMisconductForm(ReportForm, FormValidationAction):
     description_example = "什么人、在哪里、怎么收费或承诺了什么，知道多少说多少。"
+
     def name(self) -> Text:
         return "validate_report_misconduct_form"
 
