@@ -37,16 +37,21 @@ if why_not:
         pytest.fail(f"browser tests are required here (CI): {why_not}", pytrace=False)
     pytest.skip(why_not, allow_module_level=True)
 
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 def submit(driver, element_id: str, by: str = By.ID) -> None:
-    """Click a button or link and wait until the next page has replaced this one."""
-    page = driver.find_element(By.TAG_NAME, "html")
+    """Click a button or link and wait until the next page has replaced this one and loaded.
+
+    The old page is marked in its window object, which a new page starts without. (Waiting for its
+    html element to go stale raced: Chromium 156 may answer "Node with given id does not belong to
+    the document" mid-navigation, an error Selenium's staleness check does not expect.)"""
+    driver.execute_script("window.jjOldPage = true")
     driver.find_element(by, element_id).click()
-    WebDriverWait(driver, 30).until(EC.staleness_of(page))
+    WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return window.jjOldPage === undefined && document.readyState === 'complete'"))
 
 
 @pytest.fixture(scope="module")
