@@ -7,6 +7,7 @@ wrong in other places than DIET. Averaging the two rankings was chosen on data/d
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, Dict, List, Optional, Text
 
@@ -81,7 +82,7 @@ class CharNgramIntentBlend(GraphComponent):
         # char_wb pads the message with spaces, so its first and last characters are features too.
         self.pipeline = make_pipeline(
             TfidfVectorizer(analyzer="char_wb", ngram_range=(1, self.config["max_ngram"]), sublinear_tf=True),
-            LinearSVC(C=self.config["C"]),
+            LinearSVC(C=self.config["C"], random_state=0),  # liblinear shuffles: fixed, so retraining gives the same model
         ).fit([m.get(TEXT) for m in examples], np.array([m.get(INTENT) for m in examples]))
         self.persist()
         return self._resource
@@ -97,17 +98,17 @@ class CharNgramIntentBlend(GraphComponent):
              execution_context: ExecutionContext, **kwargs: Any) -> "CharNgramIntentBlend":
         import skops.io as sio
 
-        try:
-            with model_storage.read_from(resource) as model_dir:
-                path = model_dir / MODEL_FILE
-                unexpected = set(sio.get_untrusted_types(file=path)) - set(TRUSTED_TYPES)
-                if not unexpected:
-                    pipeline = sio.load(path, trusted=TRUSTED_TYPES)
-        except ValueError:  # nothing persisted: trained without intents
-            return cls(config, model_storage, resource)
-        if unexpected:
-            raise ValueError(f"CharNgramIntentBlend: unexpected types in {MODEL_FILE}: {sorted(unexpected)}")
-        return cls(config, model_storage, resource, pipeline)
+        with contextlib.ExitStack() as stack:
+            try:
+                model_dir = stack.enter_context(model_storage.read_from(resource))
+            except ValueError:  # nothing persisted: trained without intents
+                return cls(config, model_storage, resource)
+            # Anything wrong with a file that was persisted fails the load loudly.
+            path = model_dir / MODEL_FILE
+            unexpected = set(sio.get_untrusted_types(file=path)) - set(TRUSTED_TYPES)
+            if unexpected:
+                raise ValueError(f"CharNgramIntentBlend: unexpected types in {MODEL_FILE}: {sorted(unexpected)}")
+            return cls(config, model_storage, resource, sio.load(path, trusted=TRUSTED_TYPES))
 
     def svm_probabilities(self, texts: List[str]) -> tuple[list[str], np.ndarray]:
         margins = np.atleast_2d(self.pipeline.decision_function(texts))

@@ -1,6 +1,8 @@
 """CharNgramIntentBlend: trained on real messages, persisted in Rasa's model storage, loaded back."""
 from __future__ import annotations
 
+import zipfile
+
 import pytest
 from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.engine.storage.local_model_storage import LocalModelStorage
@@ -91,3 +93,10 @@ def test_untrained_it_leaves_diet_alone(storage):
 def test_a_bad_setting_is_named(storage, key, value):
     with pytest.raises(ValueError, match=key):
         CharNgramIntentBlend.create({key: value}, storage, Resource("bad"), context())
+
+
+def test_a_damaged_model_file_fails_the_load(storage, tmp_path):
+    trained(storage)
+    (tmp_path / "storage" / "blend" / "char_ngram_svm.skops").write_bytes(b"not a model")
+    with pytest.raises(zipfile.BadZipFile):
+        CharNgramIntentBlend.load(CharNgramIntentBlend.get_default_config(), storage, Resource("blend"), context())
