@@ -12,6 +12,7 @@ import logging
 from typing import Any, Dict, List, Optional, Text
 
 import numpy as np
+from scipy.special import softmax
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
@@ -114,10 +115,7 @@ class CharNgramIntentBlend(GraphComponent):
         margins = np.atleast_2d(self.pipeline.decision_function(texts))
         if margins.shape[1] == 1:  # two classes: sklearn gives one margin
             margins = np.hstack([-margins, margins])
-        scaled = margins / self.config["temperature"]
-        scaled -= scaled.max(axis=1, keepdims=True)
-        weights = np.exp(scaled)
-        return list(self.pipeline.classes_), weights / weights.sum(axis=1, keepdims=True)
+        return list(self.pipeline.classes_), softmax(margins / self.config["temperature"], axis=1)
 
     def process(self, messages: List[Message]) -> List[Message]:
         if self.pipeline is None or not messages:
