@@ -54,7 +54,7 @@ HINTS = {
 
 # Said when nothing is being asked, by what the reply was read as.
 PLAIN_REPLY = {"affirm": "utter_ok", "deny": "utter_ok", "out_of_scope": "utter_out_of_scope"}
-SURE = 0.7  # below this, a yes or a no is as unclear as a fallback ("不知道" reads as deny at 0.53)
+SURE = 0.7  # below this, a yes or a no is as unclear as a fallback ("不知道" reads as an unsure no, about 0.5)
 
 
 class ActionUnclearReply(Action):
