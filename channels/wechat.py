@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import re
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -243,8 +244,11 @@ class WeChatInput(InputChannel):
             try:
                 return self.crypto.decrypt_message(body, args.get("msg_signature", ""),
                                                    args.get("timestamp", ""), args.get("nonce", ""))
-            except (InvalidSignatureException, InvalidAppIdException, UnicodeDecodeError, ValueError):
-                # Signed but not sealed with our key and app id: not from WeChat.
+            except (InvalidSignatureException, InvalidAppIdException, UnicodeDecodeError, ValueError,
+                    struct.error, IndexError):
+                # Signed but not sealed with our key and app id: not from WeChat. Under another key the
+                # padding byte is random; now and then wechatpy fails on the length field
+                # (struct.error) or an empty block (IndexError) rather than on the app id.
                 return None
         return body
 

@@ -3,11 +3,13 @@ customer-service fallback through wechatpy to the stand-in WeChat API, and bad i
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from dataclasses import dataclass
 
 import pytest
 import requests
+from wechatpy.crypto.base import WeChatCipher
 from wechatpy.exceptions import WeChatClientException
 
 from channels.dedup import MemoryDedup, RedisDedup
@@ -96,6 +98,46 @@ def test_forged_signature_is_refused_and_nothing_processed(host):
     # Safe mode refuses plaintext bodies even when the URL signature is right.
     plain = WeChatPlatform(host.platform.webhook, host.platform.token, host.platform.app_id, None, "plain")
     assert WeChatUser(plain).say("你好").status == 403
+    assert host.agent.received == []
+
+
+def post_sealed(platform: WeChatPlatform, ciphertext: bytes) -> requests.Response:
+    """A safe-mode body signed with the right token, whose sealed block is the given bytes."""
+    ts, nonce = str(int(time.time())), "n0nce"
+    encrypt = base64.b64encode(ciphertext).decode()
+    query = {"signature": signature(platform.token, ts, nonce), "timestamp": ts, "nonce": nonce,
+             "encrypt_type": "aes", "msg_signature": signature(platform.token, ts, nonce, encrypt)}
+    body = (f"<xml><ToUserName><![CDATA[{platform.account}]]></ToUserName>"
+            f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")
+    return requests.post(platform.webhook, params=query, data=body.encode(), timeout=10)
+
+
+def sealed_under(aes_key: str, plaintext: bytes) -> bytes:
+    return WeChatCipher(base64.b64decode(aes_key + "=")).encrypt(plaintext)
+
+
+@pytest.mark.parametrize("make_block", [
+    # What a wrong key decrypts to now and then: a padding byte of 0 leaves no length field.
+    lambda key: sealed_under(key, b"r" * 31 + b"\x00"),
+    lambda key: sealed_under(key, b"r" * 31 + b"\xff"),   # padding longer than the block
+    lambda key: sealed_under(key, b"r" * 16 + b"\xff\xff\xff\xff" + b"x" * 11 + b"\x01"),  # length past the end
+    lambda key: b"",                                      # nothing sealed
+    lambda key: b"\x01" * 15,                             # not whole AES blocks
+], ids=["zero-padding", "long-padding", "long-length", "empty", "partial-block"])
+def test_a_signed_body_that_is_not_sealed_with_our_key_is_refused(host, make_block):
+    reply = post_sealed(host.platform, make_block(host.platform.aes_key))
+    assert (reply.status_code, reply.text) == (403, "forbidden")
+    assert host.agent.received == []
+
+
+def test_bodies_sealed_with_other_keys_are_all_refused(host):
+    """Another key decrypts to random bytes, and each way wechatpy can fail on them is a 403."""
+    statuses = set()
+    for _ in range(40):
+        other_key = WeChatSettings.generate().aes_key
+        tampered = WeChatPlatform(host.platform.webhook, host.platform.token, host.platform.app_id, other_key, "safe")
+        statuses.add(WeChatUser(tampered).say("你好").status)
+    assert statuses == {403}
     assert host.agent.received == []
 
 
