@@ -123,7 +123,7 @@ ACTIONS = ["validate_" + f for f in FORMS] + sorted({v[2] for v in FORMS.values(
   "action_unbind_vehicle", "action_list_bindings", "action_unsubscribe", "action_report_status",
   "action_report_stats", "action_human_handoff", "action_store_feedback", "action_cancel",
   "action_forget_forms", "action_ask_appointment_slot", "action_link_account", "action_unclear_reply",
-  "action_ask_alert_address"]
+  "action_ask_alert_address", "action_unplaced_detail"]
 
 domain = {
   "version": "3.1",
@@ -144,8 +144,8 @@ def rule(name, steps, condition=None):
     rules.append(r)
 
 SIMPLE = [("greet", "utter_greet"), ("goodbye", "utter_goodbye"), ("thank", "utter_thank"), ("help", "utter_help"),
-          ("out_of_scope", "utter_out_of_scope"), ("nlu_fallback", "utter_default"), ("faq", "utter_faq"),
-          ("affirm", "action_unclear_reply"), ("deny", "action_unclear_reply"), ("inform", "utter_default"),
+          ("out_of_scope", "utter_out_of_scope"), ("nlu_fallback", "action_unplaced_detail"), ("faq", "utter_faq"),
+          ("affirm", "action_unclear_reply"), ("deny", "action_unclear_reply"), ("inform", "action_unplaced_detail"),
           ("human_handoff", "action_human_handoff"), ("feedback_suggestion", "action_store_feedback"),
           ("list_bindings", "action_list_bindings"), ("unbind_vehicle", "action_unbind_vehicle"),
           ("unsubscribe_alerts", "action_unsubscribe"), ("query_report_status", "action_report_status"),

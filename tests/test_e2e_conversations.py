@@ -464,21 +464,29 @@ def test_vin_suffix_of_the_wrong_length(assistant, proof):
 # Which intent a message gets is the model's business; the action that the rules run for these
 # is called here as Rasa calls it, over HTTP on the real action server.
 
-def unclear_reply(assistant, form: str, requested: str, text: str, read_as=("nlu_fallback", 0.2),
-                  **slots) -> tuple[list, list]:
+def run_action(assistant, action: str, form, requested, text: str, read_as, entities=(), **slots) -> dict:
+    """The action server's answer to `action`, for a tracker whose latest message is `text`."""
     from rasa.shared.core.domain import Domain
 
-    parse = {"text": text, "intent": {"name": read_as[0], "confidence": read_as[1]}, "entities": []}
+    parse = {"text": text, "intent": {"name": read_as[0], "confidence": read_as[1]}, "entities": list(entities)}
     tracker = {"sender_id": f"unclear-{next_msg_id()}", "slots": {"requested_slot": requested, **slots},
                "latest_message": parse, "latest_input_channel": "wechat", "active_loop": {"name": form} if form else {},
                "events": [{"event": "user", "text": text, "parse_data": parse, "input_channel": "wechat"}]}
-    body = {"next_action": "action_unclear_reply", "sender_id": tracker["sender_id"], "tracker": tracker,
+    body = {"next_action": action, "sender_id": tracker["sender_id"], "tracker": tracker,
             "domain": Domain.load("domain.yml").as_dict(), "version": "3.6.21"}
     res = requests.post(f"{assistant.stack.config.actions_url}/webhook", json=body, timeout=30)
     assert res.status_code == 200, res.text
-    answer = res.json()
-    return ([(e["name"], e["value"]) for e in answer["events"] if e["event"] == "slot"],
-            [r.get("text") or r.get("response") or "" for r in answer["responses"]])  # text, or a response's name
+    return res.json()
+
+
+def said_in(answer: dict) -> list:
+    return [r.get("text") or r.get("response") or "" for r in answer["responses"]]  # text, or a response's name
+
+
+def unclear_reply(assistant, form: str, requested: str, text: str, read_as=("nlu_fallback", 0.2),
+                  **slots) -> tuple[list, list]:
+    answer = run_action(assistant, "action_unclear_reply", form, requested, text, read_as, **slots)
+    return [(e["name"], e["value"]) for e in answer["events"] if e["event"] == "slot"], said_in(answer)
 
 
 def test_an_unclear_reply_that_answers_the_question_is_taken(assistant):
@@ -525,3 +533,87 @@ def test_a_yes_the_model_is_unsure_of_with_nothing_asked(assistant):
     assert said == ["utter_default"]                     # "没有理解您的意思"
     _, said = unclear_reply(assistant, None, None, "好的", ("affirm", 0.95))
     assert said == ["utter_ok"]
+
+
+# -- a detail with nothing being asked: "护栏歪了", a bare plate ----------------------------------
+
+def entity(name: str, value: str) -> dict:
+    return {"entity": name, "value": value, "start": 0, "end": len(value)}
+
+
+def unplaced_detail(assistant, text: str, entities=(), read_as=("inform", 0.6), form=None, **slots):
+    answer = run_action(assistant, "action_unplaced_detail", form, slots.pop("requested", None), text, read_as,
+                        entities, **slots)
+    followups = [e["name"] for e in answer["events"] if e["event"] == "followup"]
+    slot_events = [(e["name"], e["value"]) for e in answer["events"] if e["event"] == "slot"]
+    return followups, slot_events, said_in(answer)
+
+
+def test_a_facility_and_its_fault_start_the_repair_report(assistant):
+    followups, slots, said = unplaced_detail(assistant, "护栏歪了", [entity("facility_type", "guardrail")])
+    assert followups == ["report_facility_form"] and ("description", "护栏歪了") in slots
+    assert "报修" in said[0] and "取消" in said[0]
+    # Unplaced by the model ("隔离栏被撞了" between a report and an answer): the same.
+    followups, _, _ = unplaced_detail(assistant, "隔离栏被撞了", [entity("facility_type", "guardrail")],
+                                      ("nlu_fallback", 0.3))
+    assert followups == ["report_facility_form"]
+    followups, slots, _ = unplaced_detail(assistant, "护栏", [entity("facility_type", "guardrail")])
+    assert followups == ["report_facility_form"] and slots == []  # a bare kind says nothing of the fault
+
+
+def test_a_plate_and_a_violation_start_a_report(assistant):
+    followups, _, said = unplaced_detail(assistant, "鲁B12345 闯红灯",
+                                         [entity("plate", "鲁B12345"), entity("violation_type", "red_light")])
+    assert followups == ["report_violation_form"] and "举报" in said[0]
+
+
+@pytest.mark.parametrize("plate", ["鲁B12345", "鲁B·3K7Q2", "鲁BD12345"])
+def test_a_bare_plate_is_answered_with_what_can_be_done(assistant, plate):
+    followups, slots, [text] = unplaced_detail(assistant, plate, [entity("plate", plate)])
+    number = plate.replace("·", "")
+    assert followups == [] and slots == []
+    assert f"查违章{number}" in text and f"举报{number}" in text and f"绑定{number}" in text
+
+
+def test_an_unplaced_detail_that_says_nothing_usable(assistant):
+    _, _, said = unplaced_detail(assistant, "鲁BI2345", [entity("plate", "鲁BI2345")])
+    assert "不是有效的车牌号" in said[0] and "鲁B12345" in said[0]
+    assert unplaced_detail(assistant, "😀😀", read_as=("nlu_fallback", 0.2))[2] == ["utter_default"]
+    # Inside a form that did not take the reply, nothing starts: the old answer.
+    followups, _, said = unplaced_detail(assistant, "护栏歪了", [entity("facility_type", "guardrail")],
+                                         form="query_violations_form", requested="plate")
+    assert followups == [] and said == ["utter_default"]
+
+
+def test_a_fault_said_first_goes_on_to_a_filed_report(assistant):
+    """Whether the model reads it as a report or as an answer with nothing asked, it becomes one."""
+    user = WeChatUser(assistant.platform)
+    assert "位置" in talk(user, "护栏歪了")
+    answer = talk(user, "香港中路与山东路路口")
+    if "描述" in answer:
+        answer = talk(user, "护栏被撞歪了")
+    assert "照片" in answer
+    done = talk(user, "好了")
+    number = re.search(r"R\d{12}", done)
+    assert number, done
+    [(kind, where, description)] = query(assistant, select(Report.facility_type, Report.location, Report.description)
+                                         .where(Report.report_no == number.group()))
+    assert (kind, where) == ("guardrail", "香港中路与山东路路口") and "护栏" in description
+
+
+def test_a_bare_plate_through_the_assistant(assistant):
+    text = talk(WeChatUser(assistant.platform), "鲁B12345")
+    assert "查违章鲁B12345" in text and "举报鲁B12345" in text
+    assert "违章" in text and "有 3 条" not in text  # nothing about the vehicle is disclosed
+
+
+def test_a_plate_and_what_it_did_said_first_start_a_violation_report(assistant):
+    user = WeChatUser(assistant.platform)
+    first = talk(user, "鲁B12345 闯红灯")
+    assert "举报" in first and "什么地点" in first           # plate and violation taken, place asked
+    assert "什么时间" in talk(user, "香港中路与山东路路口")
+    assert "照片或视频" in talk(user, "今天上午8点")
+    assert "已收到 1 张" in send_photo(user)
+    number = re.search(r"R\d{12}", talk(user, "好了")).group()
+    [(plate, vtype)] = query(assistant, select(Report.plate, Report.violation_type).where(Report.report_no == number))
+    assert (plate, vtype) == ("鲁B12345", "red_light")
