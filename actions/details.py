@@ -14,9 +14,10 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions import replies
 from actions.common import entity_values, has_words, latest_text
 from actions.records.plates import parse_plate
-from actions.unclear import HINTS
+from actions.vehicle_proof import PLATE_LIKE
 
 NOT_MEANT = "如果不是要办这件事，回复“取消”即可。"
 
@@ -38,7 +39,9 @@ class ActionUnplacedDetail(Action):
             dispatcher.utter_message(response="utter_default")
             return []
         text = latest_text(tracker)
-        plates = [p for p in (parse_plate(v) for v in entity_values(tracker, "plate")) if p]
+        # The model tags no plate in "鲁B1234I": something plate-like still gets the plate answer.
+        said_plates = entity_values(tracker, "plate") or [m.group() for m in [PLATE_LIKE.search(text)] if m]
+        plates = [p for p in (parse_plate(v) for v in said_plates) if p]
         if entity_values(tracker, "facility_type") and not plates:
             dispatcher.utter_message(text="收到，这就帮您报修。" + NOT_MEANT)
             # The words are the description: "护栏歪了" says what is wrong; a bare "护栏" does not.
@@ -50,8 +53,8 @@ class ActionUnplacedDetail(Action):
         if len(plates) == 1:
             dispatcher.utter_message(text=plate_choices(plates[0].number))
             return []
-        if entity_values(tracker, "plate") and not plates:
-            dispatcher.utter_message(text="这不是有效的车牌号。" + HINTS["plate"])
+        if said_plates and not plates:
+            dispatcher.utter_message(text=replies.malformed_plate(said_plates[0]))
             return []
         dispatcher.utter_message(response="utter_default")
         return []

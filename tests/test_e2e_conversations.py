@@ -578,6 +578,8 @@ def test_a_bare_plate_is_answered_with_what_can_be_done(assistant, plate):
 def test_an_unplaced_detail_that_says_nothing_usable(assistant):
     _, _, said = unplaced_detail(assistant, "鲁BI2345", [entity("plate", "鲁BI2345")])
     assert "不是有效的车牌号" in said[0] and "鲁B12345" in said[0]
+    _, _, said = unplaced_detail(assistant, "鲁B1234I")  # plate-like, but the model tagged nothing
+    assert "“鲁B1234I”不是有效的车牌号" in said[0]
     assert unplaced_detail(assistant, "😀😀", read_as=("nlu_fallback", 0.2))[2] == ["utter_default"]
     # Inside a form that did not take the reply, nothing starts: the old answer.
     followups, _, said = unplaced_detail(assistant, "护栏歪了", [entity("facility_type", "guardrail")],
@@ -605,6 +607,7 @@ def test_a_bare_plate_through_the_assistant(assistant):
     text = talk(WeChatUser(assistant.platform), "鲁B12345")
     assert "查违章鲁B12345" in text and "举报鲁B12345" in text
     assert "违章" in text and "有 3 条" not in text  # nothing about the vehicle is disclosed
+    assert "不是有效的车牌号" in talk(WeChatUser(assistant.platform), "鲁B1234I")  # letter I: never on a plate
 
 
 def test_a_plate_and_what_it_did_said_first_start_a_violation_report(assistant):
