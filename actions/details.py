@@ -40,7 +40,8 @@ class ActionUnplacedDetail(Action):
             return []
         text = latest_text(tracker)
         # The model tags no plate in "鲁B1234I": something plate-like still gets the plate answer.
-        said_plates = entity_values(tracker, "plate") or [m.group() for m in [PLATE_LIKE.search(text)] if m]
+        match = PLATE_LIKE.search(text)
+        said_plates = entity_values(tracker, "plate") or ([match.group()] if match else [])
         plates = [p for p in (parse_plate(v) for v in said_plates) if p]
         if entity_values(tracker, "facility_type") and not plates:
             dispatcher.utter_message(text="收到，这就帮您报修。" + NOT_MEANT)

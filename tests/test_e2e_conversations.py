@@ -469,7 +469,7 @@ def run_action(assistant, action: str, form, requested, text: str, read_as, enti
     from rasa.shared.core.domain import Domain
 
     parse = {"text": text, "intent": {"name": read_as[0], "confidence": read_as[1]}, "entities": list(entities)}
-    tracker = {"sender_id": f"unclear-{next_msg_id()}", "slots": {"requested_slot": requested, **slots},
+    tracker = {"sender_id": f"{action}-{next_msg_id()}", "slots": {"requested_slot": requested, **slots},
                "latest_message": parse, "latest_input_channel": "wechat", "active_loop": {"name": form} if form else {},
                "events": [{"event": "user", "text": text, "parse_data": parse, "input_channel": "wechat"}]}
     body = {"next_action": action, "sender_id": tracker["sender_id"], "tracker": tracker,
