@@ -25,8 +25,8 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "char_ngram_svm.skops"
-# The fitted TF-IDF keeps its idf as a sparse matrix; nothing else outside sklearn's own types.
-TRUSTED_TYPES = ["scipy.sparse._csr.csr_matrix"]
+# The fitted TF-IDF keeps its idf as a sparse matrix; nothing else outside sklearn's own types but ours.
+TRUSTED_TYPES = ["scipy.sparse._csr.csr_matrix", "nlu.negation.NegationMarkedNgrams"]
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True)
@@ -42,6 +42,7 @@ class CharNgramIntentBlend(GraphComponent):
             "C": 1.0,               # the SVM's regularisation
             "max_ngram": 3,
             "ranking_length": 10,
+            "mark_negation": False,  # add n-grams of the text with negation words marked (nlu/negation.py)
         }
 
     @classmethod
@@ -57,6 +58,8 @@ class CharNgramIntentBlend(GraphComponent):
             value = config.get(key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
                 raise ValueError(f"CharNgramIntentBlend: bad value for '{key}': {value!r}")
+        if not isinstance(config.get("mark_negation"), bool):
+            raise ValueError(f"CharNgramIntentBlend: bad value for 'mark_negation': {config.get('mark_negation')!r}")
 
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
                  pipeline: Optional[Any] = None) -> None:
@@ -73,16 +76,19 @@ class CharNgramIntentBlend(GraphComponent):
 
     def train(self, training_data: TrainingData) -> Resource:
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.pipeline import make_pipeline
+        from sklearn.pipeline import make_pipeline, make_union
         from sklearn.svm import LinearSVC
+
+        from nlu.negation import NegationMarkedNgrams
 
         examples = [m for m in training_data.intent_examples if m.get(TEXT) and m.get(INTENT)]
         if len({m.get(INTENT) for m in examples}) < 2:
             logger.debug("CharNgramIntentBlend: fewer than two intents, nothing trained")
             return self._resource
         # char_wb pads the message with spaces, so its first and last characters are features too.
+        ngrams = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, self.config["max_ngram"]), sublinear_tf=True)
         self.pipeline = make_pipeline(
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(1, self.config["max_ngram"]), sublinear_tf=True),
+            make_union(ngrams, NegationMarkedNgrams(self.config["max_ngram"])) if self.config["mark_negation"] else ngrams,
             LinearSVC(C=self.config["C"], random_state=0),  # liblinear shuffles: fixed, so retraining gives the same model
         ).fit([m.get(TEXT) for m in examples], np.array([m.get(INTENT) for m in examples]))
         self.persist()

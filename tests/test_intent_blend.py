@@ -80,6 +80,41 @@ def test_persisted_and_loaded_it_ranks_the_same(storage):
     assert [r["confidence"] for r in after] == pytest.approx([r["confidence"] for r in before])
 
 
+ALERTS = {
+    "subscribe_alerts": ["提醒我", "开通违章提醒", "有违章提醒我", "订阅提醒", "年检到期提醒我", "发短信提醒我"],
+    "unsubscribe_alerts": ["不要提醒了", "别提醒我", "不想收提醒", "退订", "违章提醒停掉", "取消订阅"],
+}
+
+
+def alerts_model(storage, mark_negation: bool) -> CharNgramIntentBlend:
+    data = TrainingData([Message(data={TEXT: t, INTENT: intent}) for intent, texts in ALERTS.items() for t in texts])
+    blend = CharNgramIntentBlend.create({**CharNgramIntentBlend.get_default_config(), "mark_negation": mark_negation},
+                                        storage, Resource(f"alerts-{mark_negation}"), context())
+    blend.train(data)
+    return blend
+
+
+@pytest.mark.parametrize("text", ["不再提醒", "有违章不用提醒我", "年检提醒关掉", "甭发短信提醒我了"])
+def test_negation_words_it_never_saw_with_alerts_turn_them_off(storage, text):
+    # Each message says "提醒" with a negation word the six "off" examples do not use.
+    plain, marked = alerts_model(storage, False), alerts_model(storage, True)
+    diet = [("subscribe_alerts", 0.5), ("unsubscribe_alerts", 0.5)]
+    assert parsed(marked, text, diet).get(INTENT)["name"] == "unsubscribe_alerts"
+    margin = {m: {r["name"]: r["confidence"] for r in parsed(m, text, diet).get(INTENT_RANKING_KEY)} for m in (plain, marked)}
+    assert margin[marked]["unsubscribe_alerts"] > margin[plain]["unsubscribe_alerts"]
+
+
+def test_with_negation_marks_it_is_persisted_and_loaded(storage):
+    blend = alerts_model(storage, True)
+    diet = [("subscribe_alerts", 0.5), ("unsubscribe_alerts", 0.5)]
+    before = parsed(blend, "别再发提醒", diet).get(INTENT_RANKING_KEY)
+    config = {**CharNgramIntentBlend.get_default_config(), "mark_negation": True}
+    loaded = CharNgramIntentBlend.load(config, storage, Resource("alerts-True"), context())
+    after = parsed(loaded, "别再发提醒", diet).get(INTENT_RANKING_KEY)
+    assert before[0]["name"] == "unsubscribe_alerts"
+    assert [r["confidence"] for r in after] == pytest.approx([r["confidence"] for r in before])
+
+
 def test_untrained_it_leaves_diet_alone(storage):
     blend = CharNgramIntentBlend.create(CharNgramIntentBlend.get_default_config(), storage, Resource("none"), context())
     blend.train(TrainingData([Message(data={TEXT: "你好", INTENT: "greet"})]))  # one intent: nothing to learn
@@ -89,7 +124,7 @@ def test_untrained_it_leaves_diet_alone(storage):
 
 
 @pytest.mark.parametrize("key, value", [("diet_weight", 1.5), ("temperature", 0), ("C", -1), ("max_ngram", "3"),
-                                        ("ranking_length", -2), ("diet_weight", True)])
+                                        ("ranking_length", -2), ("diet_weight", True), ("mark_negation", "yes")])
 def test_a_bad_setting_is_named(storage, key, value):
     with pytest.raises(ValueError, match=key):
         CharNgramIntentBlend.create({key: value}, storage, Resource("bad"), context())
@@ -100,3 +135,10 @@ def test_a_damaged_model_file_fails_the_load(storage, tmp_path):
     (tmp_path / "storage" / "blend" / "char_ngram_svm.skops").write_bytes(b"not a model")
     with pytest.raises(zipfile.BadZipFile):
         CharNgramIntentBlend.load(CharNgramIntentBlend.get_default_config(), storage, Resource("blend"), context())
+
+
+def test_negation_and_again_words_become_one_mark_each():
+    from nlu.negation import marked
+    assert marked("别提醒") == marked("不要提醒") == marked("停止提醒") == "¬提醒"
+    assert marked("提醒重新打开") == "提醒↺↺"
+    assert marked("Stop alerts") == "¬ alerts" and marked("提醒我") == "提醒我"
