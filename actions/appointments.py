@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions import replies
-from actions.common import PhoneSlot, entity_values, first, latest_text, person_of
+from actions.common import PhoneSlot, entity_values, first, latest_text, person_of, read_as
 from actions.records import queries
 from actions.records.clock import now_local
 from actions.records.models import AppointmentSlot
@@ -32,9 +32,16 @@ def kind_of(tracker: Tracker) -> str:
     return tracker.get_slot("appointment_kind") or "violation"
 
 
+def said_wish(tracker: Tracker) -> SlotWish:
+    """The day or time the latest reply names, unless the model is sure the reply is about something
+    else: "今天天气怎么样" names today but asks about the weather."""
+    intent, sure = read_as(tracker)
+    return SlotWish() if intent == "out_of_scope" and sure else wish(latest_text(tracker), now_local())
+
+
 async def wish_of(session: AsyncSession, tracker: Tracker) -> SlotWish:
     """When the latest reply wants the appointment; "later" is read against the slots just offered."""
-    when = wish(latest_text(tracker), now_local())
+    when = said_wish(tracker)
     if not when.later:
         return when
     ids = [int(i) for i in tracker.get_slot("offered_slots") or [] if str(i).isdigit()]
@@ -50,7 +57,7 @@ class ValidateBookRemoteProcessingForm(PhoneSlot, FormValidationAction):
     @staticmethod
     def understands(tracker: Tracker) -> bool:
         """A day, a time or "later" for the slot: the question comes again with the slots that fit."""
-        return tracker.get_slot("requested_slot") == "appointment_slot" and bool(wish(latest_text(tracker), now_local()))
+        return tracker.get_slot("requested_slot") == "appointment_slot" and bool(said_wish(tracker))
 
     async def extract_appointment_kind(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                        domain: DomainDict) -> Dict[Text, Any]:

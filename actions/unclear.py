@@ -19,6 +19,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.appointments import ValidateBookRemoteProcessingForm
 from actions.bindings import ValidateBindVehicleForm
+from actions.common import read_as as reading
 from actions.licences import ValidateBindLicenceForm, ValidateQueryPointsForm
 from actions.reports import (ValidateReportFacilityForm, ValidateReportMisconductForm,
                              ValidateReportViolationForm)
@@ -54,7 +55,6 @@ HINTS = {
 
 # Said when nothing is being asked, by what the reply was read as.
 PLAIN_REPLY = {"affirm": "utter_ok", "deny": "utter_ok", "out_of_scope": "utter_out_of_scope"}
-SURE = 0.7  # below this, a yes or a no is as unclear as a fallback ("不知道" reads as an unsure no, about 0.5)
 
 
 class ActionUnclearReply(Action):
@@ -63,8 +63,7 @@ class ActionUnclearReply(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        intent = tracker.latest_message.get("intent") or {}
-        read_as, sure = intent.get("name"), (intent.get("confidence") or 0) >= SURE
+        read_as, sure = reading(tracker)
         validator = VALIDATORS.get((tracker.active_loop or {}).get("name"))
         requested = tracker.get_slot("requested_slot")
         if validator is None or requested is None:

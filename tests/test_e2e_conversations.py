@@ -376,6 +376,16 @@ def test_later_slots_on_asking_for_them(assistant, answer):
     assert booked_start(assistant, talk(user, "13900005678")) == later[0][:-6]
 
 
+@pytest.mark.parametrize("question", ["今天天气怎么样", "明天股票会涨吗"])
+def test_a_question_about_something_else_that_names_a_day_is_not_a_choice_of_day(assistant, question):
+    user = WeChatUser(assistant.platform)
+    first = offered_slots(talk(user, "预约远程处理违章"))
+    reply = talk(user, question)
+    assert "服务范围" in reply and "今天" not in reply and "明天" not in reply, reply
+    assert offered_slots(reply) == first          # the question comes again with the same choices
+    assert "手机号" in talk(user, "第一个")
+
+
 def test_a_weekend_day_says_why_and_offers_the_nearest(assistant):
     today = datetime.now(BEIJING).date()
     saturday = today + timedelta(days=(5 - today.weekday()) % 7 or 7)
