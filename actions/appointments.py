@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions import replies
-from actions.common import PhoneSlot, entity_values, first, latest_text, person_of, read_as
+from actions.common import PhoneSlot, entity_values, first, latest_intent, latest_text, person_of
 from actions.records import queries
 from actions.records.clock import now_local
 from actions.records.models import AppointmentSlot
@@ -35,7 +35,7 @@ def kind_of(tracker: Tracker) -> str:
 def said_wish(tracker: Tracker) -> SlotWish:
     """The day or time the latest reply names, unless the model is sure the reply is about something
     else: "今天天气怎么样" names today but asks about the weather."""
-    intent, sure = read_as(tracker)
+    intent, sure = latest_intent(tracker)
     return SlotWish() if intent == "out_of_scope" and sure else wish(latest_text(tracker), now_local())
 
 

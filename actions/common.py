@@ -17,10 +17,10 @@ OTHER_TASKS = {"faq", "help", "cancel", "greet", "goodbye", "thank", "human_hand
                "unsubscribe_alerts", "report_facility", "report_violation", "query_report_status",
                "my_report_stats", "report_misconduct", "book_remote_processing", "link_account"}
 PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
-SURE = 0.7  # below this, a yes or a no is as unclear as a fallback ("不知道" reads as an unsure no, about 0.5)
+SURE = 0.7  # below this the reading is a guess: "不知道" reads as an unsure no (about 0.5)
 
 
-def read_as(tracker: Tracker) -> tuple[Optional[str], bool]:
+def latest_intent(tracker: Tracker) -> tuple[Optional[str], bool]:
     """The intent the latest message was read as, and whether the model was sure of it."""
     intent = tracker.latest_message.get("intent") or {}
     return intent.get("name"), (intent.get("confidence") or 0) >= SURE

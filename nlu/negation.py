@@ -6,7 +6,7 @@ of them. Words taken from the training examples; the text is already simplified 
 from __future__ import annotations
 
 import re
-from typing import Iterable, List
+from typing import Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +35,6 @@ class NegationMarkedNgrams(BaseEstimator, TransformerMixin):
         return self
 
     def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
-        texts: List[str] = [marked(t) for t in texts]
-        flags = np.array([[NOT in t, RENEW in t] for t in texts], dtype=float).reshape(-1, 2)
-        return sp.hstack([self.vectorizer_.transform(texts), sp.csr_matrix(flags)], format="csr")
+        marks = [marked(t) for t in texts]
+        flags = np.array([[NOT in t, RENEW in t] for t in marks], dtype=float).reshape(-1, 2)
+        return sp.hstack([self.vectorizer_.transform(marks), sp.csr_matrix(flags)], format="csr")
