@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions import replies
-from actions.common import PhoneSlot, entity_values, first, latest_intent, latest_text, person_of
+from actions.common import PhoneSlot, entity_values, first, latest_intent, latest_text, person_of, sure_of_intent
 from actions.records import queries
 from actions.records.clock import now_local
 from actions.records.models import AppointmentSlot
@@ -33,10 +33,14 @@ def kind_of(tracker: Tracker) -> str:
 
 
 def said_wish(tracker: Tracker) -> SlotWish:
-    """The day or time the latest reply names, unless the model is sure the reply is about something
-    else: "今天天气怎么样" names today but asks about the weather."""
-    intent, sure = latest_intent(tracker)
-    return SlotWish() if intent == "out_of_scope" and sure else wish(latest_text(tracker), now_local())
+    """The day or time the latest reply names. A day alone in a reply the model is sure is about
+    something else is not a wish: "今天天气怎么样" names today but asks about the weather, while
+    "明天下午行吗" or "挑个靠后的" still choose, whatever the model read them as."""
+    when = wish(latest_text(tracker), now_local())
+    if when.day and not (when.hours or when.at or when.later) \
+            and latest_intent(tracker) == "out_of_scope" and sure_of_intent(tracker):
+        return SlotWish()
+    return when
 
 
 async def wish_of(session: AsyncSession, tracker: Tracker) -> SlotWish:

@@ -20,12 +20,6 @@ PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
 SURE = 0.7  # below this the reading is a guess: "不知道" reads as an unsure no (about 0.5)
 
 
-def latest_intent(tracker: Tracker) -> tuple[Optional[str], bool]:
-    """The intent the latest message was read as, and whether the model was sure of it."""
-    intent = tracker.latest_message.get("intent") or {}
-    return intent.get("name"), (intent.get("confidence") or 0) >= SURE
-
-
 def channel_of(tracker: Tracker) -> str:
     return tracker.get_latest_input_channel() or "unknown"
 
@@ -65,6 +59,11 @@ def vague(text: str) -> bool:
 
 def latest_intent(tracker: Tracker) -> str:
     return (tracker.latest_message.get("intent") or {}).get("name") or ""
+
+
+def sure_of_intent(tracker: Tracker) -> bool:
+    """Whether the model was sure of the intent it read the latest message as."""
+    return ((tracker.latest_message.get("intent") or {}).get("confidence") or 0) >= SURE
 
 
 def answers_the_question(tracker: Tracker) -> bool:

@@ -19,7 +19,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.appointments import ValidateBookRemoteProcessingForm
 from actions.bindings import ValidateBindVehicleForm
-from actions.common import latest_intent
+from actions.common import latest_intent, sure_of_intent
 from actions.licences import ValidateBindLicenceForm, ValidateQueryPointsForm
 from actions.reports import (ValidateReportFacilityForm, ValidateReportMisconductForm,
                              ValidateReportViolationForm)
@@ -63,7 +63,7 @@ class ActionUnclearReply(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        read_as, sure = latest_intent(tracker)
+        read_as, sure = latest_intent(tracker), sure_of_intent(tracker)
         validator = VALIDATORS.get((tracker.active_loop or {}).get("name"))
         requested = tracker.get_slot("requested_slot")
         if validator is None or requested is None:

@@ -536,6 +536,12 @@ def test_out_of_scope_in_the_middle_of_a_form(assistant):
     _, said = unclear_reply(assistant, "book_remote_processing_form", "appointment_slot", "挑个靠后的",
                             ("out_of_scope", 0.8), appointment_kind="violation", offered_slots=["1", "2"])
     assert said == []                                     # the slots after those are offered next
+    _, said = unclear_reply(assistant, "book_remote_processing_form", "appointment_slot", "明天下午行吗",
+                            ("out_of_scope", 0.8), appointment_kind="violation", offered_slots=["1", "2"])
+    assert said == []                                     # a day and a time: tomorrow afternoon's slots next
+    _, said = unclear_reply(assistant, "book_remote_processing_form", "appointment_slot", "明天天气怎么样",
+                            ("out_of_scope", 0.99), appointment_kind="violation", offered_slots=["1", "2"])
+    assert said == ["utter_out_of_scope"]                 # a day alone, in a question about something else
 
 
 def test_a_yes_the_model_is_unsure_of_with_nothing_asked(assistant):
